@@ -1,0 +1,16 @@
+//! Assay's domain: the vocabulary every other crate shares.
+//!
+//! Limits (with operator defaults and maxima), run statuses, run results and the small parsers for
+//! human-written durations and sizes. This crate performs no I/O: no files, no processes, no
+//! network. Everything here is plain data and pure functions, so it is tested by unit tests alone.
+#![forbid(unsafe_code)]
+
+mod limits;
+mod parse;
+mod program;
+mod result;
+
+pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
+pub use parse::{ParseError, format_size, parse_duration, parse_size};
+pub use program::{Program, ProgramError, ProgramFile};
+pub use result::{OutputStream, RunResult, RunStatus};
