@@ -1,0 +1,40 @@
+//! crun on hybrid-cgroup hosts.
+//!
+//! crun 1.8 refuses to run when it sees both v1 controllers and a cgroup2 mount at
+//! `/sys/fs/cgroup/unified` ("cgroups in hybrid mode not supported"). It works when, in its own
+//! mount namespace, that cgroup2 mount is absent. So the crun process is started in a fresh mount
+//! namespace (made private first, so nothing propagates back to the host) with the cgroup2 mount
+//! detached. The v1 hierarchies, where the limits live, are untouched.
+//!
+//! This is the one place in Assay with `unsafe`: `pre_exec` runs a closure in the forked child
+//! before `exec`, which Rust can only offer as an unsafe API.
+#![allow(unsafe_code)]
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use tokio::process::Command;
+
+pub fn hide_cgroup2(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // operations are allowed. It makes three raw syscalls (unshare, mount, umount2) through nix
+    // with static C-string literals, so it allocates nothing, takes no locks and touches no
+    // state shared with the parent. Errors become `io::Error::from_raw_os_error`, which does not
+    // allocate either.
+    unsafe {
+        cmd.pre_exec(|| {
+            unshare(CloneFlags::CLONE_NEWNS).map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            mount(
+                None::<&std::ffi::CStr>,
+                c"/",
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            match umount2(c"/sys/fs/cgroup/unified", MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+                Err(e) => Err(std::io::Error::from_raw_os_error(e as i32)),
+            }
+        });
+    }
+}
