@@ -116,6 +116,15 @@ struct Inner {
     seccomp_bpf: Option<String>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Every run borrows the engine, so none is in flight: remove the engine's cgroup and
+        // directory (runtime state, generated /etc, init) so that nothing outlives it.
+        cgroup::remove_tree(self.layout, &Path::new(&self.cgroup_parent).join(&self.id));
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
     move |source| SandboxError::State {
         path: path.to_path_buf(),
