@@ -2,16 +2,25 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
-use assay_domain::{LimitOverrides, LimitPolicy, OutputStream, Program, RunResult, RunStatus, format_size, parse_duration, parse_size};
+use assay_domain::{
+    LimitOverrides, LimitPolicy, OutputStream, Program, RunResult, RunStatus, format_size,
+    parse_duration, parse_size,
+};
 use assay_sandbox::doctor::{self, Level};
-use assay_sandbox::{CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice};
+use assay_sandbox::{
+    CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice,
+};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "assay", version, about = "Run untrusted code in single-use sandboxes")]
+#[command(
+    name = "assay",
+    version,
+    about = "Run untrusted code in single-use sandboxes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +63,8 @@ impl EngineArgs {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run one program in a fresh sandbox, print its output live, then the result.
     Run {
@@ -98,11 +109,17 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(real_main(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -127,10 +144,15 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             engine,
             args,
         } => {
-            let code = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let code = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let overrides = LimitOverrides {
-                wall_time_ms: timeout.map(|t| parse_duration(&t).map(|d| d.as_millis() as u64)).transpose()?,
-                cpu_time_ms: cpu_time.map(|t| parse_duration(&t).map(|d| d.as_millis() as u64)).transpose()?,
+                wall_time_ms: timeout
+                    .map(|t| parse_duration(&t).map(|d| d.as_millis() as u64))
+                    .transpose()?,
+                cpu_time_ms: cpu_time
+                    .map(|t| parse_duration(&t).map(|d| d.as_millis() as u64))
+                    .transpose()?,
                 memory_bytes: memory.map(|m| parse_size(&m)).transpose()?,
                 output_bytes: output.map(|m| parse_size(&m)).transpose()?,
                 pids,
@@ -164,7 +186,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                             continue;
                         }
                         let _ = match stream {
-                            OutputStream::Stdout => std::io::stdout().write_all(&data).and_then(|_| std::io::stdout().flush()),
+                            OutputStream::Stdout => std::io::stdout()
+                                .write_all(&data)
+                                .and_then(|_| std::io::stdout().flush()),
                             OutputStream::Stderr => std::io::stderr().write_all(&data),
                         };
                     }
@@ -237,4 +261,3 @@ fn exit_code_for(r: &RunResult) -> ExitCode {
         _ => ExitCode::from(1),
     }
 }
-

@@ -12,13 +12,20 @@ fn assay() -> Command {
 }
 
 fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 fn runtimes() -> Vec<&'static str> {
     let found: Vec<_> = ["runc", "crun", "runsc"]
         .into_iter()
-        .filter(|r| r.parse::<assay_sandbox::RuntimeKind>().unwrap().find().is_some())
+        .filter(|r| {
+            r.parse::<assay_sandbox::RuntimeKind>()
+                .unwrap()
+                .find()
+                .is_some()
+        })
         .collect();
     if std::env::var_os("CI").is_some() {
         assert_eq!(found.len(), 3, "CI must have runc, crun and runsc");
@@ -36,7 +43,10 @@ fn json_of(out: &Output) -> serde_json::Value {
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     let mut lines = text.lines();
     let first = lines.next().expect("one line of JSON");
-    assert!(lines.next().is_none(), "exactly one JSON object on stdout, got {text:?}");
+    assert!(
+        lines.next().is_none(),
+        "exactly one JSON object on stdout, got {text:?}"
+    );
     serde_json::from_str(first).expect("valid JSON")
 }
 
@@ -54,8 +64,17 @@ fn run_hello_json_under_every_runtime() {
         let v = json_of(&out);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         for k in [
-            "status", "exit_code", "signal", "wall_ms", "cpu_ms", "peak_memory_bytes", "stdout", "stderr",
-            "stdout_truncated", "stderr_truncated", "runtime",
+            "status",
+            "exit_code",
+            "signal",
+            "wall_ms",
+            "cpu_ms",
+            "peak_memory_bytes",
+            "stdout",
+            "stderr",
+            "stdout_truncated",
+            "stderr_truncated",
+            "runtime",
         ] {
             assert!(keys.contains(&k), "{rt}: field {k} missing in {v}");
         }
@@ -69,14 +88,22 @@ fn run_hello_json_under_every_runtime() {
 #[test]
 fn run_prints_live_output_and_a_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let prog = write_program(dir.path(), "p.py", "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)");
+    let prog = write_program(
+        dir.path(),
+        "p.py",
+        "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)",
+    );
     let out = assay()
         .args(["run", "--runtime", runtimes()[0], "--state-dir"])
         .arg(dir.path().join("state"))
         .arg(&prog)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "a failed program exits 1: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed program exits 1: {out:?}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("err\n"), "{stderr}");
@@ -88,7 +115,15 @@ fn run_limits_and_stdin_from_flags() {
     let dir = tempfile::tempdir().unwrap();
     let looping = write_program(dir.path(), "loop.py", "while True: pass");
     let out = assay()
-        .args(["run", "--json", "--timeout", "500ms", "--runtime", runtimes()[0], "--state-dir"])
+        .args([
+            "run",
+            "--json",
+            "--timeout",
+            "500ms",
+            "--runtime",
+            runtimes()[0],
+            "--state-dir",
+        ])
         .arg(dir.path().join("state"))
         .arg(&looping)
         .output()
@@ -98,14 +133,26 @@ fn run_limits_and_stdin_from_flags() {
 
     let hog = write_program(dir.path(), "hog.py", "x = bytearray(200 * 1024 * 1024)");
     let out = assay()
-        .args(["run", "--json", "--memory", "64MiB", "--runtime", runtimes()[0], "--state-dir"])
+        .args([
+            "run",
+            "--json",
+            "--memory",
+            "64MiB",
+            "--runtime",
+            runtimes()[0],
+            "--state-dir",
+        ])
         .arg(dir.path().join("state"))
         .arg(&hog)
         .output()
         .unwrap();
     assert_eq!(json_of(&out)["status"], "memory_exceeded");
 
-    let echo = write_program(dir.path(), "echo.py", "import sys; print(sys.stdin.read()[::-1])");
+    let echo = write_program(
+        dir.path(),
+        "echo.py",
+        "import sys; print(sys.stdin.read()[::-1])",
+    );
     let input = write_program(dir.path(), "in.txt", "abc");
     let out = assay()
         .args(["run", "--json", "--runtime", runtimes()[0], "--stdin"])
@@ -151,11 +198,18 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn doctor_reports_the_host() {
     let state = tempfile::tempdir().unwrap();
-    let out = assay().args(["doctor", "--state-dir"]).arg(state.path()).output().unwrap();
+    let out = assay()
+        .args(["doctor", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for rt in runtimes() {
-        assert!(text.contains(&format!("[ok  ] {rt:<11}")), "{rt} should work: {text}");
+        assert!(
+            text.contains(&format!("[ok  ] {rt:<11}")),
+            "{rt} should work: {text}"
+        );
     }
     assert!(text.contains("cgroups"), "{text}");
     assert!(text.contains("This host can run sandboxes."), "{text}");
@@ -164,7 +218,12 @@ fn doctor_reports_the_host() {
 fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // A zombie is dead; it only waits for its parent to read its status.
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -188,7 +247,11 @@ fn procs_below(dir: &Path, out: &mut Vec<i32>) {
 fn leftovers_of_a_killed_process_are_removed_on_next_start() {
     for rt in runtimes() {
         let state = tempfile::tempdir().unwrap();
-        let prog = write_program(state.path(), "sleeper.py", "import time\nprint('ready', flush=True)\ntime.sleep(120)");
+        let prog = write_program(
+            state.path(),
+            "sleeper.py",
+            "import time\nprint('ready', flush=True)\ntime.sleep(120)",
+        );
         let mut child = assay()
             .args(["run", "--runtime", rt, "--state-dir"])
             .arg(state.path().join("s"))
@@ -198,18 +261,30 @@ fn leftovers_of_a_killed_process_are_removed_on_next_start() {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line, "ready\n", "{rt}");
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let engines: Vec<_> = std::fs::read_dir(state.path().join("s/engines")).unwrap().flatten().collect();
-        assert_eq!(engines.len(), 1, "{rt}: the dead engine's directory is still there");
+        let engines: Vec<_> = std::fs::read_dir(state.path().join("s/engines"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(
+            engines.len(),
+            1,
+            "{rt}: the dead engine's directory is still there"
+        );
         let engine_id = engines[0].file_name().to_string_lossy().into_owned();
         let cg = Path::new("/sys/fs/cgroup/memory/assay").join(&engine_id);
         let mut pids = Vec::new();
         procs_below(&cg, &mut pids);
-        assert!(!pids.is_empty(), "{rt}: the orphaned sandbox is still running");
+        assert!(
+            !pids.is_empty(),
+            "{rt}: the orphaned sandbox is still running"
+        );
 
         let out = assay()
             .args(["run", "--json", "--runtime", rt, "--state-dir"])
@@ -218,12 +293,24 @@ fn leftovers_of_a_killed_process_are_removed_on_next_start() {
             .output()
             .unwrap();
         assert_eq!(json_of(&out)["status"], "succeeded");
-        assert!(!engines[0].path().exists(), "{rt}: dead engine directory removed");
+        assert!(
+            !engines[0].path().exists(),
+            "{rt}: dead engine directory removed"
+        );
         assert!(!cg.exists(), "{rt}: dead engine cgroup removed");
         for p in pids {
-            assert!(!pid_alive(p), "{rt}: process {p} of the dead engine's sandbox survived");
+            assert!(
+                !pid_alive(p),
+                "{rt}: process {p} of the dead engine's sandbox survived"
+            );
         }
-        let left: Vec<_> = std::fs::read_dir(state.path().join("s/engines")).unwrap().flatten().collect();
-        assert!(left.is_empty(), "{rt}: the second engine removed its own directory too: {left:?}");
+        let left: Vec<_> = std::fs::read_dir(state.path().join("s/engines"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{rt}: the second engine removed its own directory too: {left:?}"
+        );
     }
 }

@@ -81,7 +81,10 @@ impl Program {
         }
     }
 
-    pub fn new(files: Vec<ProgramFile>, entrypoint: impl Into<String>) -> Result<Program, ProgramError> {
+    pub fn new(
+        files: Vec<ProgramFile>,
+        entrypoint: impl Into<String>,
+    ) -> Result<Program, ProgramError> {
         let entrypoint = entrypoint.into();
         if files.is_empty() {
             return Err(ProgramError::Empty);
@@ -148,7 +151,16 @@ mod tests {
 
     #[test]
     fn rejects_escaping_and_odd_paths() {
-        for bad in ["/etc/passwd", "../x.py", "a/../../x", "a//b", "", "a\0b", "a\\b", "./a"] {
+        for bad in [
+            "/etc/passwd",
+            "../x.py",
+            "a/../../x",
+            "a//b",
+            "",
+            "a\0b",
+            "a\\b",
+            "./a",
+        ] {
             let r = Program::new(vec![file(bad)], bad);
             assert!(
                 matches!(r, Err(ProgramError::InvalidPath { .. })),

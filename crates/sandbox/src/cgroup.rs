@@ -89,8 +89,12 @@ pub struct RunCgroup {
 
 fn write_file(path: &Path, value: &str) -> io::Result<()> {
     let mut f = fs::OpenOptions::new().write(true).open(path)?;
-    f.write_all(value.as_bytes())
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    f.write_all(value.as_bytes()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", path.display()),
+        )
+    })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -145,7 +149,10 @@ impl RunCgroup {
                     }
                 }
                 let mem = self.v1("memory");
-                write_file(&mem.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
+                write_file(
+                    &mem.join("memory.limit_in_bytes"),
+                    &limits.memory_bytes.to_string(),
+                )?;
                 let memsw = mem.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
                     write_file(&memsw, &limits.memory_bytes.to_string())?;
@@ -153,8 +160,11 @@ impl RunCgroup {
                 // Ask the kernel to tell us about OOM in this cgroup (or below): an eventfd
                 // registered on memory.oom_control. The count survives the runtime removing
                 // its own child cgroup.
-                let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                    .map_err(io::Error::from)?;
+                let efd = EventFd::from_value_and_flags(
+                    0,
+                    EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+                )
+                .map_err(io::Error::from)?;
                 let oc = fs::File::open(mem.join("memory.oom_control"))?;
                 write_file(
                     &mem.join("cgroup.event_control"),
@@ -194,11 +204,14 @@ impl RunCgroup {
                     .as_ref()
                     .and_then(|e| e.read().ok())
                     .unwrap_or(0)
-                    + read_key(&self.v1("memory").join("memory.oom_control"), "oom_kill").unwrap_or(0);
+                    + read_key(&self.v1("memory").join("memory.oom_control"), "oom_kill")
+                        .unwrap_or(0);
                 CgroupStats {
                     cpu_ns: read_u64(&self.v1("cpuacct").join("cpuacct.usage")).unwrap_or(0),
-                    peak_memory_bytes: read_u64(&self.v1("memory").join("memory.max_usage_in_bytes"))
-                        .unwrap_or(0),
+                    peak_memory_bytes: read_u64(
+                        &self.v1("memory").join("memory.max_usage_in_bytes"),
+                    )
+                    .unwrap_or(0),
                     oom_events,
                 }
             }
@@ -216,7 +229,9 @@ impl RunCgroup {
     /// CPU time used so far, cheaply (polled while the run goes on).
     pub fn cpu_ns(&self) -> u64 {
         match self.layout {
-            Layout::V1 | Layout::Hybrid => read_u64(&self.v1("cpuacct").join("cpuacct.usage")).unwrap_or(0),
+            Layout::V1 | Layout::Hybrid => {
+                read_u64(&self.v1("cpuacct").join("cpuacct.usage")).unwrap_or(0)
+            }
             Layout::V2 => read_key(&self.v2().join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000,
         }
     }
@@ -237,7 +252,10 @@ impl RunCgroup {
 impl Drop for RunCgroup {
     fn drop(&mut self) {
         // Normally removed explicitly; this is the backstop for early returns and panics.
-        if hierarchy_dirs(self.layout, &self.rel).iter().any(|p| p.exists()) {
+        if hierarchy_dirs(self.layout, &self.rel)
+            .iter()
+            .any(|p| p.exists())
+        {
             self.remove();
         }
     }
@@ -304,7 +322,8 @@ pub fn kill_tree(layout: Layout, rel: &Path) -> usize {
         }
         Layout::V1 | Layout::Hybrid => {
             let freezer = Path::new(CGROUP_ROOT).join("freezer").join(rel);
-            let frozen = freezer.exists() && write_file(&freezer.join("freezer.state"), "FROZEN").is_ok();
+            let frozen =
+                freezer.exists() && write_file(&freezer.join("freezer.state"), "FROZEN").is_ok();
             let mut pids = Vec::new();
             procs_in(&Path::new(CGROUP_ROOT).join("pids").join(rel), &mut pids);
             if pids.is_empty() {

@@ -56,18 +56,48 @@ pub async fn run_checks(state_dir: &Path) -> Vec<Check> {
         .filter(|ns| !Path::new("/proc/self/ns").join(ns).exists())
         .collect();
     out.push(if missing_ns.is_empty() {
-        check("namespaces", Level::Ok, "pid, net, ipc, uts, mnt and cgroup namespaces available", "")
+        check(
+            "namespaces",
+            Level::Ok,
+            "pid, net, ipc, uts, mnt and cgroup namespaces available",
+            "",
+        )
     } else {
-        check("namespaces", Level::Fail, format!("kernel lacks namespaces: {}", missing_ns.join(", ")), "use a kernel with CONFIG_NAMESPACES and these namespaces enabled")
+        check(
+            "namespaces",
+            Level::Fail,
+            format!("kernel lacks namespaces: {}", missing_ns.join(", ")),
+            "use a kernel with CONFIG_NAMESPACES and these namespaces enabled",
+        )
     });
     out.push(match find_init() {
-        Some(p) => check("init", Level::Ok, format!("tini found at {}", p.display()), ""),
-        None => check("init", Level::Fail, "tini-static not found", "apt-get install tini"),
+        Some(p) => check(
+            "init",
+            Level::Ok,
+            format!("tini found at {}", p.display()),
+            "",
+        ),
+        None => check(
+            "init",
+            Level::Fail,
+            "tini-static not found",
+            "apt-get install tini",
+        ),
     });
     out.push(if Path::new("/usr/bin/python3").is_file() {
-        check("python", Level::Ok, "/usr/bin/python3 present (the default environment)", "")
+        check(
+            "python",
+            Level::Ok,
+            "/usr/bin/python3 present (the default environment)",
+            "",
+        )
     } else {
-        check("python", Level::Fail, "/usr/bin/python3 missing: the default python environment cannot run", "apt-get install python3")
+        check(
+            "python",
+            Level::Fail,
+            "/usr/bin/python3 missing: the default python environment cannot run",
+            "apt-get install python3",
+        )
     });
     let mut working = Vec::new();
     for kind in RuntimeKind::BY_STRENGTH {
@@ -79,7 +109,12 @@ pub async fn run_checks(state_dir: &Path) -> Vec<Check> {
     }
     out.push(match working.first() {
         Some(k) => check("auto", Level::Ok, format!("--runtime auto picks {k}"), ""),
-        None => check("auto", Level::Fail, "no runtime works", "apt-get install runc crun runsc, then run assay doctor again"),
+        None => check(
+            "auto",
+            Level::Fail,
+            "no runtime works",
+            "apt-get install runc crun runsc, then run assay doctor again",
+        ),
     });
     out
 }
@@ -87,8 +122,12 @@ pub async fn run_checks(state_dir: &Path) -> Vec<Check> {
 async fn check_runtime(kind: RuntimeKind, state_dir: &Path) -> Check {
     let name = kind.name();
     let Some(path) = kind.find() else {
-        let level = if kind == RuntimeKind::Runsc { Level::Warn } else { Level::Warn };
-        return check(name, level, "not installed", format!("apt-get install {name}"));
+        return check(
+            name,
+            Level::Warn,
+            "not installed",
+            format!("apt-get install {name}"),
+        );
     };
     let config = EngineConfig {
         runtime: RuntimeChoice::Exactly(kind),
@@ -97,7 +136,14 @@ async fn check_runtime(kind: RuntimeKind, state_dir: &Path) -> Check {
     };
     let engine = match Engine::new(config).await {
         Ok(e) => e,
-        Err(e) => return check(name, Level::Fail, format!("{}: {e}", path.display()), "see the error above"),
+        Err(e) => {
+            return check(
+                name,
+                Level::Fail,
+                format!("{}: {e}", path.display()),
+                "see the error above",
+            );
+        }
     };
     let mut limits = LimitPolicy::default().defaults;
     limits.wall_time_ms = 20_000;
@@ -110,13 +156,27 @@ async fn check_runtime(kind: RuntimeKind, state_dir: &Path) -> Check {
     };
     let r = engine.run(req, None, Default::default()).await;
     if r.status == RunStatus::Succeeded && r.stdout == "ok\n" {
-        check(name, Level::Ok, format!("{} works ({} ms for a trial run)", path.display(), r.wall_ms), "")
+        check(
+            name,
+            Level::Ok,
+            format!(
+                "{} works ({} ms for a trial run)",
+                path.display(),
+                r.wall_ms
+            ),
+            "",
+        )
     } else {
         let why = r.error.unwrap_or(r.stderr);
         check(
             name,
             Level::Fail,
-            format!("{} is installed but a trial run ended {}: {}", path.display(), r.status, why.trim()),
+            format!(
+                "{} is installed but a trial run ended {}: {}",
+                path.display(),
+                r.status,
+                why.trim()
+            ),
             "check the runtime's version and the kernel's support (see the message)",
         )
     }

@@ -51,16 +51,23 @@ impl Default for EngineConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("no OCI runtime found (looked for runsc, crun, runc); install one: apt-get install runc crun runsc")]
+    #[error(
+        "no OCI runtime found (looked for runsc, crun, runc); install one: apt-get install runc crun runsc"
+    )]
     NoRuntime,
     #[error("runtime {0} is not installed (apt-get install {0})")]
     RuntimeMissing(RuntimeKind),
-    #[error("tini-static not found (looked in {INIT_CANDIDATES:?}); install it: apt-get install tini")]
+    #[error(
+        "tini-static not found (looked in {INIT_CANDIDATES:?}); install it: apt-get install tini"
+    )]
     NoInit,
     #[error("cgroups: {0}")]
     Cgroup(std::io::Error),
     #[error("state directory {path}: {source}")]
-    State { path: PathBuf, source: std::io::Error },
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unknown environment {0:?}")]
     UnknownEnvironment(String),
     #[error(transparent)]
@@ -70,7 +77,10 @@ pub enum SandboxError {
     #[error("preparing the sandbox: {0}")]
     Prepare(String),
     #[error("starting {runtime}: {source}")]
-    Spawn { runtime: RuntimeKind, source: std::io::Error },
+    Spawn {
+        runtime: RuntimeKind,
+        source: std::io::Error,
+    },
 }
 
 /// One program to run.
@@ -89,7 +99,11 @@ pub struct RunRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunEvent {
     /// The runtime process started (its host PID, for diagnostics and crash tests).
-    Started { runtime: RuntimeKind, sandbox_id: String, runtime_pid: u32 },
+    Started {
+        runtime: RuntimeKind,
+        sandbox_id: String,
+        runtime_pid: u32,
+    },
     /// A chunk of output, in order per stream, never beyond the output limit.
     Output { stream: OutputStream, data: Vec<u8> },
 }
@@ -135,7 +149,10 @@ fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
 /// Picks the runtime: the configured one, or the strongest installed.
 pub fn resolve_runtime(choice: RuntimeChoice) -> Result<(RuntimeKind, PathBuf), SandboxError> {
     match choice {
-        RuntimeChoice::Exactly(k) => k.find().map(|p| (k, p)).ok_or(SandboxError::RuntimeMissing(k)),
+        RuntimeChoice::Exactly(k) => k
+            .find()
+            .map(|p| (k, p))
+            .ok_or(SandboxError::RuntimeMissing(k)),
         RuntimeChoice::Auto => RuntimeKind::BY_STRENGTH
             .iter()
             .find_map(|&k| k.find().map(|p| (k, p)))
@@ -144,7 +161,10 @@ pub fn resolve_runtime(choice: RuntimeChoice) -> Result<(RuntimeKind, PathBuf), 
 }
 
 pub fn find_init() -> Option<PathBuf> {
-    INIT_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file())
+    INIT_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// Summary of what start-up clean-up removed.
@@ -167,7 +187,11 @@ impl Engine {
             .map_err(state_err(&config.state_dir))?;
         let cleaned = cleanup_dead_engines(&engines, layout, &config.cgroup_parent).await;
         if cleaned.sandboxes > 0 || cleaned.engines > 0 {
-            tracing::info!(engines = cleaned.engines, sandboxes = cleaned.sandboxes, "removed leftovers of earlier runs");
+            tracing::info!(
+                engines = cleaned.engines,
+                sandboxes = cleaned.sandboxes,
+                "removed leftovers of earlier runs"
+            );
         }
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let dir = engines.join(&id);
@@ -182,7 +206,8 @@ impl Engine {
         let init_dir = dir.join("init");
         fs::create_dir_all(&init_dir).map_err(state_err(&init_dir))?;
         fs::copy(&init_binary, init_dir.join("init")).map_err(state_err(&init_dir))?;
-        fs::set_permissions(&init_dir, fs::Permissions::from_mode(0o755)).map_err(state_err(&init_dir))?;
+        fs::set_permissions(&init_dir, fs::Permissions::from_mode(0o755))
+            .map_err(state_err(&init_dir))?;
         let etc_dir = dir.join("etc");
         write_minimal_etc(&etc_dir).map_err(state_err(&etc_dir))?;
         let seccomp_bpf = if kind == RuntimeKind::Crun {
@@ -277,16 +302,25 @@ impl Engine {
         }
     }
 
-    fn prepare_bundle(&self, bundle: &Path, req: &RunRequest, env: &Environment, cgroups_path: &str) -> Result<(), SandboxError> {
+    fn prepare_bundle(
+        &self,
+        bundle: &Path,
+        req: &RunRequest,
+        env: &Environment,
+        cgroups_path: &str,
+    ) -> Result<(), SandboxError> {
         let prep = |what: &str, e: std::io::Error| SandboxError::Prepare(format!("{what}: {e}"));
         let rootfs = bundle.join("rootfs");
-        let entries = env.entries().map_err(|e| prep("reading the environment", e))?;
+        let entries = env
+            .entries()
+            .map_err(|e| prep("reading the environment", e))?;
         // The root: an empty directory holding only mount points and the environment's symlinks.
         for d in ["proc", "dev", "tmp", "code", ".assay"] {
             fs::create_dir_all(rootfs.join(d)).map_err(|e| prep("rootfs", e))?;
         }
         // runc copies the mount point's mode onto a tmpfs; /tmp must be world-writable + sticky.
-        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).map_err(|e| prep("rootfs", e))?;
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))
+            .map_err(|e| prep("rootfs", e))?;
         if env.generated_etc {
             fs::create_dir_all(rootfs.join("etc")).map_err(|e| prep("rootfs", e))?;
         }
@@ -299,7 +333,9 @@ impl Engine {
                         File::create(rootfs.join(name)).map(|_| ())
                     }
                 }
-                Entry::Symlink { name, target } => std::os::unix::fs::symlink(target, rootfs.join(name)),
+                Entry::Symlink { name, target } => {
+                    std::os::unix::fs::symlink(target, rootfs.join(name))
+                }
             }
             .map_err(|e| prep("rootfs", e))?;
         }
@@ -310,10 +346,12 @@ impl Engine {
             let path = code.join(&f.path);
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(|e| prep("code", e))?;
-                fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).map_err(|e| prep("code", e))?;
+                fs::set_permissions(parent, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| prep("code", e))?;
             }
             fs::write(&path, &f.content).map_err(|e| prep("code", e))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(|e| prep("code", e))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(|e| prep("code", e))?;
         }
         let mut args = env.command.clone();
         args.push(format!("{}/{}", spec::CODE_DIR, req.program.entrypoint()));
@@ -332,7 +370,8 @@ impl Engine {
             seccomp_bpf: self.inner.seccomp_bpf.as_deref(),
         })
         .map_err(|e| SandboxError::Prepare(format!("spec: {e}")))?;
-        let json = serde_json::to_vec(&config).map_err(|e| SandboxError::Prepare(format!("spec: {e}")))?;
+        let json =
+            serde_json::to_vec(&config).map_err(|e| SandboxError::Prepare(format!("spec: {e}")))?;
         fs::write(bundle.join("config.json"), json).map_err(|e| prep("config.json", e))?;
         Ok(())
     }
@@ -366,7 +405,11 @@ impl Engine {
         let pid_file = bundle.join("pid");
         let mut cmd = inner.runtime.run_command(bundle, &pid_file, run_id);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if req.stdin.is_empty() { Stdio::null() } else { Stdio::piped() });
+        cmd.stdin(if req.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        });
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
             runtime: inner.runtime.kind,
@@ -456,7 +499,8 @@ impl Engine {
         let stats = cg.stats();
         let exit = exit.expect("loop ends only after exit");
         let started_ok = pid_file.exists();
-        let (status, exit_code, signal, error) = classify(exit, kill_reason, stats.oom_events, started_ok, &err.kept);
+        let (status, exit_code, signal, error) =
+            classify(exit, kill_reason, stats.oom_events, started_ok, &err.kept);
         Ok(RunResult {
             status,
             exit_code,
@@ -478,7 +522,13 @@ type Classified = (RunStatus, Option<i32>, Option<i32>, Option<String>);
 
 /// Decides the status. Order matters: what Assay did (cancel, timeout, output cap) first, then
 /// what the cgroup saw (OOM), then whether the runtime ever started the program, then the exit.
-fn classify(exit: ExitStatus, kill_reason: Option<RunStatus>, oom_events: u64, started_ok: bool, stderr: &[u8]) -> Classified {
+fn classify(
+    exit: ExitStatus,
+    kill_reason: Option<RunStatus>,
+    oom_events: u64,
+    started_ok: bool,
+    stderr: &[u8],
+) -> Classified {
     use std::os::unix::process::ExitStatusExt;
     let code = exit.code();
     // tini reports a child killed by signal N as exit code 128 + N.
@@ -497,7 +547,9 @@ fn classify(exit: ExitStatus, kill_reason: Option<RunStatus>, oom_events: u64, s
             RunStatus::Errored,
             code,
             signal,
-            Some(format!("the runtime failed before the program started: {msg}")),
+            Some(format!(
+                "the runtime failed before the program started: {msg}"
+            )),
         );
     }
     if exit.signal().is_some() {
@@ -537,7 +589,12 @@ impl Capture {
     }
 
     /// Takes one read's result. Returns true the first time the limit is exceeded.
-    fn take(&mut self, r: std::io::Result<usize>, buf: &[u8], events: &Option<UnboundedSender<RunEvent>>) -> bool {
+    fn take(
+        &mut self,
+        r: std::io::Result<usize>,
+        buf: &[u8],
+        events: &Option<UnboundedSender<RunEvent>>,
+    ) -> bool {
         let n = match r {
             Ok(0) | Err(_) => {
                 self.eof = true;
@@ -573,7 +630,11 @@ async fn cleanup_dead_engines(engines: &Path, layout: Layout, cgroup_parent: &st
     };
     for entry in rd.flatten() {
         let dir = entry.path();
-        let Ok(lock) = File::options().read(true).write(true).open(dir.join("lock")) else {
+        let Ok(lock) = File::options()
+            .read(true)
+            .write(true)
+            .open(dir.join("lock"))
+        else {
             // No lock file: a half-created directory of a dead engine.
             let _ = fs::remove_dir_all(&dir);
             continue;

@@ -57,7 +57,13 @@ impl Environment {
         Environment {
             name: "python".into(),
             root: PathBuf::from("/"),
-            only: Some(vec!["usr".into(), "bin".into(), "lib".into(), "lib64".into(), "sbin".into()]),
+            only: Some(vec![
+                "usr".into(),
+                "bin".into(),
+                "lib".into(),
+                "lib64".into(),
+                "sbin".into(),
+            ]),
             generated_etc: true,
             command: vec!["/usr/bin/python3".into()],
             env: vec![
@@ -72,7 +78,11 @@ impl Environment {
 
     /// An environment from a directory: a root file system, or an unpacked OCI image bundle
     /// (`<dir>/rootfs` plus `<dir>/config.json`).
-    pub fn from_dir(name: &str, dir: &Path, command: Vec<String>) -> Result<Environment, EnvironmentError> {
+    pub fn from_dir(
+        name: &str,
+        dir: &Path,
+        command: Vec<String>,
+    ) -> Result<Environment, EnvironmentError> {
         if name.is_empty()
             || !name
                 .chars()
@@ -164,7 +174,10 @@ fn image_env(path: &Path) -> Result<Vec<(String, String)>, EnvironmentError> {
         .map(|p| p.env)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), BASE_PATH.into()));
@@ -177,11 +190,17 @@ pub fn write_minimal_etc(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     let files: &[(&str, &str)] = &[
-        ("passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n"),
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
+        ),
         ("group", "root:x:0:\nnogroup:x:65534:\n"),
         ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"),
         ("hostname", "sandbox\n"),
-        ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n"),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files\n",
+        ),
         ("resolv.conf", ""),
     ];
     for (name, content) in files {
@@ -200,8 +219,14 @@ mod tests {
     fn python_env_binds_host_usr_and_recreates_symlinks() {
         let e = Environment::python();
         let entries = e.entries().unwrap();
-        assert!(entries.iter().any(|x| matches!(x, Entry::Bind { name, .. } if name == "usr")));
-        assert!(!entries.iter().any(|x| matches!(x, Entry::Bind { name, .. } | Entry::Symlink { name, .. } if name == "etc")));
+        assert!(
+            entries
+                .iter()
+                .any(|x| matches!(x, Entry::Bind { name, .. } if name == "usr"))
+        );
+        assert!(!entries.iter().any(
+            |x| matches!(x, Entry::Bind { name, .. } | Entry::Symlink { name, .. } if name == "etc")
+        ));
         assert!(e.env.iter().all(|(k, _)| k != "LD_PRELOAD"));
     }
 

@@ -22,7 +22,8 @@ pub fn hide_cgroup2(cmd: &mut Command) {
     // allocate either.
     unsafe {
         cmd.pre_exec(|| {
-            unshare(CloneFlags::CLONE_NEWNS).map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            unshare(CloneFlags::CLONE_NEWNS)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
             mount(
                 None::<&std::ffi::CStr>,
                 c"/",

@@ -18,7 +18,9 @@ pub mod runtime;
 pub mod seccomp;
 pub mod spec;
 
-pub use engine::{Cleanup, Engine, EngineConfig, RunEvent, RunRequest, SandboxError, find_init, resolve_runtime};
+pub use engine::{
+    Cleanup, Engine, EngineConfig, RunEvent, RunRequest, SandboxError, find_init, resolve_runtime,
+};
 pub use environment::Environment;
 pub use runtime::{RuntimeChoice, RuntimeKind};
 pub use tokio_util::sync::CancellationToken;

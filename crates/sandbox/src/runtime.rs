@@ -25,7 +25,8 @@ pub enum RuntimeKind {
 impl RuntimeKind {
     /// Strongest isolation first: gVisor's user-space kernel, then the two namespace runtimes
     /// (crun before runc only because it is faster; they isolate alike).
-    pub const BY_STRENGTH: [RuntimeKind; 3] = [RuntimeKind::Runsc, RuntimeKind::Crun, RuntimeKind::Runc];
+    pub const BY_STRENGTH: [RuntimeKind; 3] =
+        [RuntimeKind::Runsc, RuntimeKind::Crun, RuntimeKind::Runc];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,7 +38,12 @@ impl RuntimeKind {
 
     fn search_paths(self) -> &'static [&'static str] {
         match self {
-            RuntimeKind::Runc => &["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc"],
+            RuntimeKind::Runc => &[
+                "/usr/sbin/runc",
+                "/usr/bin/runc",
+                "/usr/local/sbin/runc",
+                "/usr/local/bin/runc",
+            ],
             RuntimeKind::Crun => &["/usr/bin/crun", "/usr/local/bin/crun"],
             RuntimeKind::Runsc => &["/usr/bin/runsc", "/usr/local/bin/runsc"],
         }
@@ -73,7 +79,9 @@ impl FromStr for RuntimeKind {
             "runc" => Ok(RuntimeKind::Runc),
             "crun" => Ok(RuntimeKind::Crun),
             "runsc" | "gvisor" => Ok(RuntimeKind::Runsc),
-            other => Err(format!("unknown runtime {other:?} (expected runc, crun, runsc or auto)")),
+            other => Err(format!(
+                "unknown runtime {other:?} (expected runc, crun, runsc or auto)"
+            )),
         }
     }
 }

@@ -180,12 +180,27 @@ mod tests {
         assert_eq!(v["process"]["user"]["uid"], 65534);
         assert_eq!(v["process"]["noNewPrivileges"], true);
         assert_eq!(v["root"]["readonly"], true);
-        assert!(v["process"]["capabilities"]["bounding"].as_array().unwrap().is_empty());
-        let ns: Vec<_> = v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let ns: Vec<_> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         for want in ["pid", "network", "ipc", "uts", "mount"] {
             assert!(ns.contains(&want), "{want} namespace missing");
         }
-        let code = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/code").unwrap();
+        let code = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/code")
+            .unwrap();
         assert!(code["options"].as_array().unwrap().contains(&json!("rro")));
         assert_eq!(v["process"]["args"][0], INIT_PATH);
     }
@@ -196,7 +211,12 @@ mod tests {
         let profile = crate::seccomp::oci_profile();
         let spec = build(&input(RuntimeKind::Runsc, &limits, &profile)).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
-        let code = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/code").unwrap();
+        let code = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/code")
+            .unwrap();
         assert!(code["options"].as_array().unwrap().contains(&json!("ro")));
     }
 }

@@ -2,7 +2,10 @@
 //! cancellation, crashes of the runtime process, and that nothing is left behind.
 
 use assay_domain::{LimitPolicy, Limits, OutputStream, Program, ProgramFile, RunResult, RunStatus};
-use assay_sandbox::{CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice, RuntimeKind};
+use assay_sandbox::{
+    CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice,
+    RuntimeKind,
+};
 use std::path::Path;
 use tokio::sync::mpsc;
 
@@ -11,7 +14,11 @@ fn runtimes() -> Vec<RuntimeKind> {
     let all = [RuntimeKind::Runc, RuntimeKind::Crun, RuntimeKind::Runsc];
     let found: Vec<_> = all.into_iter().filter(|k| k.find().is_some()).collect();
     if std::env::var_os("CI").is_some() {
-        assert_eq!(found.len(), 3, "CI must have runc, crun and runsc installed; found {found:?}");
+        assert_eq!(
+            found.len(),
+            3,
+            "CI must have runc, crun and runsc installed; found {found:?}"
+        );
     }
     assert!(!found.is_empty(), "no OCI runtime installed");
     found
@@ -49,18 +56,27 @@ async fn run(e: &Engine, r: RunRequest) -> RunResult {
 
 /// Asserts that nothing of the engine's runs is left: bundles, runtime state, cgroups.
 fn assert_clean(e: &Engine) {
-    let runs: Vec<_> = std::fs::read_dir(e.dir().join("runs")).unwrap().flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(e.dir().join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert!(runs.is_empty(), "bundles left behind: {runs:?}");
     let state = e.dir().join(e.runtime().name());
     if let Ok(rd) = std::fs::read_dir(&state) {
         let left: Vec<_> = rd.flatten().filter(|d| d.path().is_dir()).collect();
         assert!(left.is_empty(), "runtime state left behind: {left:?}");
     }
-    for c in ["memory", "pids", "cpu", "freezer", "cpuset", "devices", "unified"] {
+    for c in [
+        "memory", "pids", "cpu", "freezer", "cpuset", "devices", "unified",
+    ] {
         let dir = Path::new("/sys/fs/cgroup").join(c).join(e.cgroup_root());
         if let Ok(rd) = std::fs::read_dir(&dir) {
             let left: Vec<_> = rd.flatten().filter(|d| d.path().is_dir()).collect();
-            assert!(left.is_empty(), "cgroups left behind in {}: {left:?}", dir.display());
+            assert!(
+                left.is_empty(),
+                "cgroups left behind in {}: {left:?}",
+                dir.display()
+            );
         }
     }
 }
@@ -76,9 +92,16 @@ async fn results_exit_codes_signals_and_stdin() {
         assert_eq!(ok.stdout, "hello\n");
         assert_eq!(ok.exit_code, Some(0));
         assert_eq!(ok.runtime, kind.name());
-        assert!(ok.peak_memory_bytes > 0, "{kind}: peak memory read from the cgroup");
+        assert!(
+            ok.peak_memory_bytes > 0,
+            "{kind}: peak memory read from the cgroup"
+        );
 
-        let failed = run(&e, req("import sys; print('bad', file=sys.stderr); sys.exit(7)")).await;
+        let failed = run(
+            &e,
+            req("import sys; print('bad', file=sys.stderr); sys.exit(7)"),
+        )
+        .await;
         assert_eq!(failed.status, RunStatus::Failed, "{kind}: {failed:?}");
         assert_eq!(failed.exit_code, Some(7));
         assert_eq!(failed.signal, None);
@@ -86,13 +109,21 @@ async fn results_exit_codes_signals_and_stdin() {
 
         let raised = run(&e, req("raise ValueError('boom')")).await;
         assert_eq!(raised.status, RunStatus::Failed);
-        assert!(raised.stderr.contains("ValueError: boom"), "{kind}: {raised:?}");
+        assert!(
+            raised.stderr.contains("ValueError: boom"),
+            "{kind}: {raised:?}"
+        );
 
-        let signalled = run(&e, req("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")).await;
+        let signalled = run(
+            &e,
+            req("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"),
+        )
+        .await;
         assert_eq!(signalled.status, RunStatus::Failed, "{kind}: {signalled:?}");
         assert_eq!(signalled.signal, Some(11), "{kind}: {signalled:?}");
 
-        let mut with_stdin = req("import sys; data = sys.stdin.read(); print(len(data), data.upper())");
+        let mut with_stdin =
+            req("import sys; data = sys.stdin.read(); print(len(data), data.upper())");
         with_stdin.stdin = b"abc def".to_vec();
         let echoed = run(&e, with_stdin).await;
         assert_eq!(echoed.stdout, "7 ABC DEF\n", "{kind}: {echoed:?}");
@@ -104,16 +135,29 @@ async fn results_exit_codes_signals_and_stdin() {
         let multi = RunRequest {
             program: Program::new(
                 vec![
-                    ProgramFile { path: "main.py".into(), content: "from pkg.util import f\nprint(f())".into() },
-                    ProgramFile { path: "pkg/__init__.py".into(), content: String::new() },
-                    ProgramFile { path: "pkg/util.py".into(), content: "def f():\n    return 42".into() },
+                    ProgramFile {
+                        path: "main.py".into(),
+                        content: "from pkg.util import f\nprint(f())".into(),
+                    },
+                    ProgramFile {
+                        path: "pkg/__init__.py".into(),
+                        content: String::new(),
+                    },
+                    ProgramFile {
+                        path: "pkg/util.py".into(),
+                        content: "def f():\n    return 42".into(),
+                    },
                 ],
                 "main.py",
             )
             .unwrap(),
             ..req("")
         };
-        assert_eq!(run(&e, multi).await.stdout, "42\n", "{kind}: multi-file programs import their modules");
+        assert_eq!(
+            run(&e, multi).await.stdout,
+            "42\n",
+            "{kind}: multi-file programs import their modules"
+        );
         assert_clean(&e);
     }
 }
@@ -152,12 +196,18 @@ async fn output_streams_live_and_cancellation_kills_at_once() {
                 }
             }
         }
-        assert!(!handle.is_finished(), "{kind}: output arrived before the program ended");
+        assert!(
+            !handle.is_finished(),
+            "{kind}: output arrived before the program ended"
+        );
         cancel.cancel();
         let r = handle.await.unwrap();
         assert_eq!(r.status, RunStatus::Cancelled, "{kind}: {r:?}");
         assert_eq!(r.stdout, "first\n");
-        assert!(r.wall_ms < 30_000, "{kind}: cancellation did not wait for the program");
+        assert!(
+            r.wall_ms < 30_000,
+            "{kind}: cancellation did not wait for the program"
+        );
         assert_clean(&e);
     }
 }
@@ -171,7 +221,11 @@ async fn wall_and_cpu_time_limits() {
         sleeper.limits.wall_time_ms = 1500;
         let r = run(&e, sleeper).await;
         assert_eq!(r.status, RunStatus::TimedOut, "{kind}: {r:?}");
-        assert!(r.wall_ms >= 1500, "{kind}: not before the limit: {}", r.wall_ms);
+        assert!(
+            r.wall_ms >= 1500,
+            "{kind}: not before the limit: {}",
+            r.wall_ms
+        );
 
         // Two processes burning CPU: the limit is on the run's total, not per process.
         let mut burner = req("import os\nos.fork()\nwhile True: pass");
@@ -181,7 +235,10 @@ async fn wall_and_cpu_time_limits() {
         let r = run(&e, burner).await;
         assert_eq!(r.status, RunStatus::TimedOut, "{kind}: {r:?}");
         assert!(r.cpu_ms >= 1000, "{kind}: cpu {}", r.cpu_ms);
-        assert!(r.wall_ms < 10_000, "{kind}: the CPU limit, not the wall limit, ended it: {r:?}");
+        assert!(
+            r.wall_ms < 10_000,
+            "{kind}: the CPU limit, not the wall limit, ended it: {r:?}"
+        );
         assert_clean(&e);
     }
 }
@@ -202,7 +259,11 @@ async fn memory_and_output_limits() {
         fits.limits.memory_bytes = 96 << 20;
         let r = run(&e, fits).await;
         assert_eq!(r.status, RunStatus::Succeeded, "{kind}: {r:?}");
-        assert!(r.peak_memory_bytes >= 20 << 20, "{kind}: peak {}", r.peak_memory_bytes);
+        assert!(
+            r.peak_memory_bytes >= 20 << 20,
+            "{kind}: peak {}",
+            r.peak_memory_bytes
+        );
 
         let mut flood = req("import sys\nwhile True: sys.stderr.write('y' * 4096)");
         flood.limits.output_bytes = 10_000;
@@ -223,8 +284,12 @@ async fn runtime_crash_leaves_nothing_behind() {
         let handle = {
             let e = e.clone();
             tokio::spawn(async move {
-                e.run(req("import time\nprint('up', flush=True)\ntime.sleep(60)"), Some(tx), CancellationToken::new())
-                    .await
+                e.run(
+                    req("import time\nprint('up', flush=True)\ntime.sleep(60)"),
+                    Some(tx),
+                    CancellationToken::new(),
+                )
+                .await
             })
         };
         let mut runtime_pid = 0;
@@ -236,10 +301,17 @@ async fn runtime_crash_leaves_nothing_behind() {
         }
         assert!(runtime_pid > 0);
         // The runtime process dies; the container it started would live on by itself.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(runtime_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(runtime_pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         let r = handle.await.unwrap();
         assert_eq!(r.status, RunStatus::Errored, "{kind}: {r:?}");
-        assert!(r.error.as_deref().unwrap_or("").contains("runtime"), "{kind}: {r:?}");
+        assert!(
+            r.error.as_deref().unwrap_or("").contains("runtime"),
+            "{kind}: {r:?}"
+        );
         assert!(r.wall_ms < 30_000);
         assert_clean(&e);
     }
@@ -261,7 +333,11 @@ async fn concurrent_runs_do_not_mix() {
         while let Some(res) = set.join_next().await {
             let (i, r) = res.unwrap();
             assert_eq!(r.status, RunStatus::Succeeded, "{kind}: {r:?}");
-            assert_eq!(r.stdout, format!("{i} ['me']\n"), "{kind}: each run has its own /tmp");
+            assert_eq!(
+                r.stdout,
+                format!("{i} ['me']\n"),
+                "{kind}: each run has its own /tmp"
+            );
         }
         assert_clean(&e);
     }
@@ -285,10 +361,16 @@ async fn unknown_environment_is_a_platform_error() {
 async fn registered_directory_environment() {
     let envdir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(envdir.path().join("bin")).unwrap();
-    std::fs::copy(assay_sandbox::find_init().unwrap(), envdir.path().join("bin/tool")).unwrap();
+    std::fs::copy(
+        assay_sandbox::find_init().unwrap(),
+        envdir.path().join("bin/tool"),
+    )
+    .unwrap();
     for kind in runtimes() {
         let t = tempfile::tempdir().unwrap();
-        let env = Environment::from_dir("tiny", envdir.path(), vec!["/bin/tool".into(), "-l".into()]).unwrap();
+        let env =
+            Environment::from_dir("tiny", envdir.path(), vec!["/bin/tool".into(), "-l".into()])
+                .unwrap();
         let e = Engine::new(EngineConfig {
             runtime: RuntimeChoice::Exactly(kind),
             state_dir: t.path().to_path_buf(),
@@ -303,7 +385,8 @@ async fn registered_directory_environment() {
         assert_eq!(res.status, RunStatus::Succeeded, "{kind}: {res:?}");
         assert!(res.stdout.contains("The MIT License"), "{kind}: {res:?}");
         // And python, which lives on the host, is not in that environment.
-        let env = Environment::from_dir("tiny2", envdir.path(), vec!["/usr/bin/python3".into()]).unwrap();
+        let env =
+            Environment::from_dir("tiny2", envdir.path(), vec!["/usr/bin/python3".into()]).unwrap();
         let e2 = Engine::new(EngineConfig {
             runtime: RuntimeChoice::Exactly(kind),
             state_dir: t.path().to_path_buf(),
@@ -315,7 +398,11 @@ async fn registered_directory_environment() {
         let mut r = req("print(1)");
         r.environment = "tiny2".into();
         let res = run(&e2, r).await;
-        assert_ne!(res.status, RunStatus::Succeeded, "{kind}: host python must not be visible: {res:?}");
+        assert_ne!(
+            res.status,
+            RunStatus::Succeeded,
+            "{kind}: host python must not be visible: {res:?}"
+        );
         assert_clean(&e);
         assert_clean(&e2);
     }
