@@ -195,6 +195,25 @@ impl RunCgroup {
         Ok(())
     }
 
+    /// The `cgroup.procs` files a runtime process joins when Assay places it in the run's
+    /// cgroup itself. v1: the run's own cgroup in each hierarchy Assay owns. v2: a leaf `<run>/c`
+    /// (v2 forbids processes in a cgroup whose controllers are delegated to children).
+    pub fn join_procs_files(&self) -> io::Result<Vec<PathBuf>> {
+        match self.layout {
+            Layout::V1 | Layout::Hybrid => Ok(V1_OWNED
+                .iter()
+                .map(|c| self.v1(c))
+                .filter(|d| d.exists())
+                .map(|d| d.join("cgroup.procs"))
+                .collect()),
+            Layout::V2 => {
+                let leaf = self.v2().join("c");
+                fs::create_dir_all(&leaf)?;
+                Ok(vec![leaf.join("cgroup.procs")])
+            }
+        }
+    }
+
     /// Reads CPU time, peak memory and OOM events.
     pub fn stats(&self) -> CgroupStats {
         match self.layout {

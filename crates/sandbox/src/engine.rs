@@ -273,11 +273,12 @@ impl Engine {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let bundle = self.inner.dir.join("runs").join(&run_id);
         let result = self.run_in(&run_id, &bundle, req, events, cancel).await;
-        // Clean-up, whatever happened above.
+        // Clean-up, whatever happened above. The run's cgroup (with every process still in
+        // it) was removed when `run_in` dropped its `RunCgroup`; what may remain is runtime
+        // state (after a crash of the runtime process) and the bundle.
         if self.inner.runtime.has_state(&run_id) {
             self.inner.runtime.delete_force(&run_id).await;
         }
-        cgroup::remove_tree(self.inner.layout, &self.cgroup_root().join(&run_id));
         if let Err(e) = fs::remove_dir_all(&bundle)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -307,7 +308,7 @@ impl Engine {
         bundle: &Path,
         req: &RunRequest,
         env: &Environment,
-        cgroups_path: &str,
+        cgroups_path: Option<&str>,
     ) -> Result<(), SandboxError> {
         let prep = |what: &str, e: std::io::Error| SandboxError::Prepare(format!("{what}: {e}"));
         let rootfs = bundle.join("rootfs");
@@ -400,10 +401,15 @@ impl Engine {
             },
         )
         .map_err(SandboxError::Cgroup)?;
-        self.prepare_bundle(bundle, &req, env, &cg.container_path())?;
+        let (cgroups_path, join) = if inner.runtime.manages_cgroups() {
+            (Some(cg.container_path()), Vec::new())
+        } else {
+            (None, cg.join_procs_files().map_err(SandboxError::Cgroup)?)
+        };
+        self.prepare_bundle(bundle, &req, env, cgroups_path.as_deref())?;
 
         let pid_file = bundle.join("pid");
-        let mut cmd = inner.runtime.run_command(bundle, &pid_file, run_id);
+        let mut cmd = inner.runtime.run_command(bundle, &pid_file, run_id, &join);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if req.stdin.is_empty() {
             Stdio::null()

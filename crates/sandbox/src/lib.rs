@@ -10,10 +10,10 @@
 #![deny(unsafe_code)]
 
 pub mod cgroup;
+mod child;
 pub mod doctor;
 mod engine;
 pub mod environment;
-mod hybrid;
 pub mod runtime;
 pub mod seccomp;
 pub mod spec;

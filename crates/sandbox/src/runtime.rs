@@ -146,15 +146,37 @@ impl Runtime {
             // sandbox too (defence in depth under the user-space kernel).
             cmd.args(["--network=none", "--oci-seccomp"]);
         }
+        if self.kind == RuntimeKind::Crun {
+            // Assay puts crun into the run's cgroup itself (see `child.rs` and ADR 0002).
+            cmd.arg("--cgroup-manager=disabled");
+        }
         if self.private_cgroup_ns {
-            crate::hybrid::hide_cgroup2(&mut cmd);
+            crate::child::hide_cgroup2(&mut cmd);
         }
         cmd
     }
 
-    /// The foreground `run` command. stdio is set by the caller.
-    pub fn run_command(&self, bundle: &Path, pid_file: &Path, id: &str) -> Command {
+    /// True when the runtime creates the container's cgroup itself (from `cgroupsPath`);
+    /// false when Assay must place the runtime process in the run's cgroup before it starts.
+    pub fn manages_cgroups(&self) -> bool {
+        self.kind != RuntimeKind::Crun
+    }
+
+    /// The foreground `run` command. stdio is set by the caller. `join` lists `cgroup.procs`
+    /// files the runtime process enters before exec (for runtimes that do not manage cgroups).
+    pub fn run_command(
+        &self,
+        bundle: &Path,
+        pid_file: &Path,
+        id: &str,
+        join: &[PathBuf],
+    ) -> Command {
         let mut cmd = self.base();
+        let join = join
+            .iter()
+            .filter_map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
+            .collect();
+        crate::child::join_cgroups(&mut cmd, join);
         cmd.arg("run")
             .arg("--bundle")
             .arg(bundle)

@@ -51,7 +51,8 @@ pub struct SpecInput<'a> {
     /// Host directory holding the init binary as `init`.
     pub init_dir: &'a Path,
     pub limits: &'a Limits,
-    pub cgroups_path: &'a str,
+    /// `None` when the runtime does not manage cgroups (Assay places it in the run's cgroup).
+    pub cgroups_path: Option<&'a str>,
     pub seccomp_profile: &'a Value,
     pub seccomp_bpf: Option<&'a str>,
 }
@@ -116,6 +117,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, serde_json::Error> {
     if let Some(bpf) = input.seccomp_bpf {
         annotations.insert("run.oci.seccomp_bpf_data".into(), json!(bpf));
     }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+        "seccomp": input.seccomp_profile,
+    });
+    if let Some(path) = input.cgroups_path {
+        linux["cgroupsPath"] = json!(path);
+    }
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -137,14 +148,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, serde_json::Error> {
         "root": {"path": "rootfs", "readonly": true},
         "hostname": "sandbox",
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": input.cgroups_path,
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            "seccomp": input.seccomp_profile,
-        },
+        "linux": linux,
         "annotations": annotations,
     });
     serde_json::from_value(spec)
@@ -165,7 +169,7 @@ mod tests {
             etc_dir: Some(Path::new("/e/etc")),
             init_dir: Path::new("/e/init"),
             limits,
-            cgroups_path: "/assay/e/r/c",
+            cgroups_path: Some("/assay/e/r/c"),
             seccomp_profile: profile,
             seccomp_bpf: None,
         }
