@@ -5,12 +5,19 @@
 //! network. Everything here is plain data and pure functions, so it is tested by unit tests alone.
 #![forbid(unsafe_code)]
 
+mod evaluation;
 mod limits;
 mod parse;
 mod program;
 mod result;
+mod syntax;
 
+pub use evaluation::{
+    AfterAttempt, EvaluationStatus, Language, MAX_STDIN_BYTES, RetryPolicy, Submission,
+    SubmitRequest, ValidationError,
+};
 pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
 pub use parse::{ParseError, format_size, parse_duration, parse_size};
 pub use program::{Program, ProgramError, ProgramFile};
 pub use result::{OutputStream, RunResult, RunStatus};
+pub use syntax::{SyntaxError, check_python};

@@ -54,7 +54,7 @@ pub struct LimitOverrides {
     pub cpu_millicores: Option<u32>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
     #[error("limit {field} = {requested} is above the operator maximum {maximum}")]
     AboveMaximum {

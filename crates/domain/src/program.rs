@@ -17,7 +17,7 @@ pub struct Program {
     entrypoint: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProgramError {
     #[error("the program has no files")]
     Empty,
