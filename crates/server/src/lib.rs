@@ -1,0 +1,2 @@
+//! assay-server
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! SQLite backend of `assay-store`.
+#![forbid(unsafe_code)]

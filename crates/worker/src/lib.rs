@@ -1,0 +1,2 @@
+//! assay-worker
+#![forbid(unsafe_code)]
