@@ -6,6 +6,7 @@
 //! tested without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod conformance;
 
 use assay_domain::{
