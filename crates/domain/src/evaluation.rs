@@ -13,6 +13,7 @@ use std::time::Duration;
 /// Status of an evaluation. `queued → running → terminal`; `running → queued` only when the
 /// platform failed and a retry is due. Terminal statuses never change (except `dead`, which an
 /// operator may requeue).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvaluationStatus {
@@ -153,6 +154,7 @@ impl RetryPolicy {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
@@ -168,6 +170,7 @@ impl Language {
 }
 
 /// The body of `POST /v1/evaluations`, as sent. Unknown fields are rejected.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {

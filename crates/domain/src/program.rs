@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One file of a program, relative to the program's directory (`/code` in the sandbox).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramFile {

@@ -7,6 +7,7 @@ use std::fmt;
 ///
 /// Everything but `Errored` describes the user's program; `Errored` means the platform failed
 /// (the runtime could not start the sandbox, for instance) and says nothing about the code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -55,6 +56,7 @@ impl fmt::Display for RunStatus {
 }
 
 /// Which output stream a chunk belongs to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputStream {
@@ -63,6 +65,7 @@ pub enum OutputStream {
 }
 
 /// The outcome of one run, as the CLI's `--json` prints it and the API will store it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunResult {
     pub status: RunStatus,

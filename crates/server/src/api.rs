@@ -1,0 +1,497 @@
+//! Routes and handlers.
+
+use crate::auth::{Caller, require_key};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::view::{
+    BatchRequest, BatchResponse, EvaluationPage, EvaluationView, Health, QueueView, parse_time,
+};
+use crate::{AppState, MAX_BODY_BYTES};
+use assay_domain::{EvaluationStatus, SubmitRequest};
+use assay_store::{Evaluation, ListFilter, NewEvaluation, SubmitOutcome, now_millis};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router, middleware};
+use serde::Deserialize;
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::{IntoParams, OpenApi};
+
+pub const MAX_BATCH: usize = 1000;
+pub const MAX_WAIT_SECS: u64 = 60;
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Assay API", description = "Run untrusted code in single-use sandboxes.", version = "1"),
+    paths(submit, submit_batch, list, get_one, cancel, events, requeue, queue, dead_letters, healthz, readyz),
+    components(schemas(ErrorBody, EvaluationView, EvaluationPage, BatchRequest, BatchResponse, QueueView, Health)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/evaluations", post(submit).get(list))
+        .route("/evaluations/batch", post(submit_batch))
+        .route("/evaluations/{id}", get(get_one))
+        .route("/evaluations/{id}/cancel", post(cancel))
+        .route("/evaluations/{id}/events", get(events))
+        .route("/evaluations/{id}/requeue", post(requeue))
+        .route("/queue", get(queue))
+        .route("/dead-letters", get(dead_letters))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    /// Wait up to this many seconds (at most 60) for the result; 200 with the finished
+    /// evaluation if it ends in time, else 202 as without it.
+    wait: Option<u64>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-200 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(s.to_string()))
+}
+
+fn params<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// Submit an evaluation.
+#[utoipa::path(post, path = "/v1/evaluations", request_body = SubmitRequest, params(SubmitParams,
+    ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same evaluation")),
+    responses(
+        (status = 202, description = "Accepted and queued", body = EvaluationView),
+        (status = 200, description = "Finished within `wait`", body = EvaluationView),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "No or bad API key", body = ErrorBody),
+        (status = 422, description = "Invalid submission (syntax error, limits above maxima, ...)", body = ErrorBody),
+    ))]
+async fn submit(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<SubmitParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_write()?;
+    let p = params(q)?;
+    if p.wait.is_some_and(|w| w > MAX_WAIT_SECS) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait is at most {MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    let submission = req.validate(&st.limits)?;
+    let outcome = st
+        .store
+        .submit(
+            NewEvaluation {
+                tenant: caller.tenant.clone(),
+                submission,
+                idempotency_key: idempotency_key(&headers)?,
+                max_attempts: st.retry.max_attempts,
+            },
+            now_millis(),
+        )
+        .await?;
+    if matches!(outcome, SubmitOutcome::Created(_)) {
+        tracing::debug!(key = %caller.key_id, evaluation = %outcome.evaluation().id, "submitted");
+        st.bus.notify_queue();
+    }
+    let mut ev = outcome.evaluation().clone();
+    if let Some(wait) = p.wait.filter(|w| *w > 0)
+        && !ev.status.is_terminal()
+    {
+        ev = wait_terminal(&st, &ev.id, Duration::from_secs(wait)).await?;
+    }
+    let status = if ev.status.is_terminal() && p.wait.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/v1/evaluations/{}", ev.id);
+    let mut resp = (status, Json(EvaluationView::from(&ev))).into_response();
+    resp.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+/// Waits until the evaluation is terminal or `max` passed; returns its latest state.
+async fn wait_terminal(st: &AppState, id: &str, max: Duration) -> Result<Evaluation, ApiError> {
+    let deadline = tokio::time::Instant::now() + max;
+    let mut rx = st.bus.subscribe_events();
+    loop {
+        let ev = st
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("evaluation"))?;
+        if ev.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(ev);
+        }
+        // Woken by this process's workers at once; polling covers workers elsewhere.
+        let poll = tokio::time::sleep(Duration::from_millis(100));
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Ok(x) if x == id => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                },
+                _ = &mut poll => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+}
+
+/// Submit up to 1000 evaluations at once; validation is all or nothing.
+#[utoipa::path(post, path = "/v1/evaluations/batch", request_body = BatchRequest,
+    responses(
+        (status = 202, description = "All accepted", body = BatchResponse),
+        (status = 422, description = "At least one item is invalid; nothing was queued. `details.errors` lists them", body = ErrorBody),
+    ))]
+async fn submit_batch(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    caller.require_write()?;
+    if req.items.is_empty() || req.items.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!(
+                "a batch holds 1 to {MAX_BATCH} items, not {}",
+                req.items.len()
+            ),
+        ));
+    }
+    let mut items = Vec::with_capacity(req.items.len());
+    let mut errors = Vec::new();
+    for (index, item) in req.items.iter().enumerate() {
+        match item.validate(&st.limits) {
+            Ok(submission) => items.push(NewEvaluation {
+                tenant: caller.tenant.clone(),
+                submission,
+                idempotency_key: None,
+                max_attempts: st.retry.max_attempts,
+            }),
+            Err(e) => {
+                let api = ApiError::from(e);
+                errors.push(serde_json::json!({"index": index, "code": api.code, "message": api.message, "details": api.details}));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!(
+                "{} of {} items are invalid; nothing was queued",
+                errors.len(),
+                req.items.len()
+            ),
+        )
+        .with_details(serde_json::json!({"errors": errors})));
+    }
+    let outcomes = st.store.submit_batch(items, now_millis()).await?;
+    st.bus.notify_queue();
+    let items = outcomes
+        .iter()
+        .map(|o| EvaluationView::from(o.evaluation()))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchResponse { items })).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this status.
+    status: Option<String>,
+    /// `key=value`: only evaluations with this label.
+    label: Option<String>,
+    /// RFC 3339: created at or after.
+    created_after: Option<String>,
+    /// RFC 3339: created before.
+    created_before: Option<String>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+fn list_filter(p: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
+    let status = p
+        .status
+        .map(|s| {
+            EvaluationStatus::parse(&s).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("unknown status {s:?}"))
+            })
+        })
+        .transpose()?;
+    let label = p
+        .label
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "label must be key=value"))
+        })
+        .transpose()?;
+    let time = |s: Option<String>, name: &str| {
+        s.map(|s| {
+            parse_time(&s).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("{name} must be an RFC 3339 time"))
+            })
+        })
+        .transpose()
+    };
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 1000",
+        ));
+    }
+    Ok(ListFilter {
+        tenant: caller.tenant_scope(),
+        status,
+        label,
+        created_after: time(p.created_after, "created_after")?,
+        created_before: time(p.created_before, "created_before")?,
+        cursor: p.cursor,
+        limit,
+    })
+}
+
+/// List evaluations, newest first.
+#[utoipa::path(get, path = "/v1/evaluations", params(ListParams),
+    responses((status = 200, body = EvaluationPage), (status = 400, body = ErrorBody)))]
+async fn list(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EvaluationPage>, ApiError> {
+    let filter = list_filter(params(q)?, &caller)?;
+    let page = st.store.list(&filter).await?;
+    Ok(Json(EvaluationPage {
+        items: page.items.iter().map(EvaluationView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Loads an evaluation the caller may see; another tenant's is a 404.
+pub(crate) async fn visible(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Evaluation, ApiError> {
+    match st.store.get(id).await? {
+        Some(ev) if caller.can_see(&ev.tenant) => Ok(ev),
+        _ => Err(ApiError::not_found("evaluation")),
+    }
+}
+
+/// Get one evaluation.
+#[utoipa::path(get, path = "/v1/evaluations/{id}", params(("id" = String, Path, description = "Evaluation id")),
+    responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody)))]
+async fn get_one(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<EvaluationView>, ApiError> {
+    Ok(Json(EvaluationView::from(
+        &visible(&st, &caller, &id).await?,
+    )))
+}
+
+/// Cancel: a queued evaluation is cancelled at once; a running one is killed by its worker
+/// within a second. A finished one is a 409.
+#[utoipa::path(post, path = "/v1/evaluations/{id}/cancel", params(("id" = String, Path, description = "Evaluation id")),
+    responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<EvaluationView>, ApiError> {
+    caller.require_write()?;
+    let ev = visible(&st, &caller, &id).await?;
+    if ev.status.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!(
+                "evaluation is {}; only queued or running evaluations can be cancelled",
+                ev.status
+            ),
+        ));
+    }
+    let ev = st.store.cancel(&id, now_millis()).await?;
+    st.bus.publish_events(&id);
+    Ok(Json(EvaluationView::from(&ev)))
+}
+
+/// Live events (Server-Sent Events): `status`, `stdout`, `stderr`, then `result`, after which
+/// the stream ends. Each event's `id` is its sequence number; send `Last-Event-ID` to resume.
+/// A finished evaluation replays its history.
+#[utoipa::path(get, path = "/v1/evaluations/{id}/events",
+    params(("id" = String, Path, description = "Evaluation id"),
+           ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this sequence number")),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+              (status = 404, body = ErrorBody)))]
+async fn events(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    visible(&st, &caller, &id).await?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be a sequence number",
+                )
+            })?,
+    };
+    Ok(crate::sse::stream(st, id, after).into_response())
+}
+
+/// Requeue a dead-lettered evaluation (attempts reset).
+#[utoipa::path(post, path = "/v1/evaluations/{id}/requeue", params(("id" = String, Path, description = "Evaluation id")),
+    responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn requeue(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<EvaluationView>, ApiError> {
+    caller.require_admin()?;
+    visible(&st, &caller, &id).await?;
+    let ev = st.store.requeue(&id, now_millis()).await?;
+    st.bus.notify_queue();
+    st.bus.publish_events(&id);
+    Ok(Json(EvaluationView::from(&ev)))
+}
+
+/// Queue status: counts by status, the oldest queued age, workers and their load.
+#[utoipa::path(get, path = "/v1/queue", responses((status = 200, body = QueueView)))]
+async fn queue(State(st): State<AppState>) -> Result<Json<QueueView>, ApiError> {
+    Ok(Json(QueueView::from(
+        &st.store.queue_stats(now_millis()).await?,
+    )))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    cursor: Option<String>,
+    /// 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// Dead-lettered evaluations (platform failures that exhausted their attempts), with reasons.
+#[utoipa::path(get, path = "/v1/dead-letters", params(PageParams), responses((status = 200, body = EvaluationPage)))]
+async fn dead_letters(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EvaluationPage>, ApiError> {
+    caller.require_admin()?;
+    let p = params(q)?;
+    let filter = list_filter(
+        ListParams {
+            status: Some("dead".into()),
+            label: None,
+            created_after: None,
+            created_before: None,
+            cursor: p.cursor,
+            limit: p.limit,
+        },
+        &caller,
+    )?;
+    let page = st.store.list(&filter).await?;
+    Ok(Json(EvaluationPage {
+        items: page.items.iter().map(EvaluationView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+async fn readyz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+    st.store
+        .count_keys()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi_json(),
+    )
+        .into_response()
+}

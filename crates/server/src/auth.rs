@@ -1,0 +1,167 @@
+//! API keys: random, shown once, stored as SHA-256; `Authorization: Bearer <key>` on every
+//! `/v1` call. Keys in query strings are never accepted.
+
+use crate::AppState;
+use crate::error::ApiError;
+use assay_store::{ApiKey, Role, Store, now_millis};
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The caller, as authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub key_id: String,
+    pub tenant: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// The tenant filter for reads: admins see every tenant.
+    pub fn tenant_scope(&self) -> Option<String> {
+        (self.role != Role::Admin).then(|| self.tenant.clone())
+    }
+
+    pub fn can_see(&self, tenant: &str) -> bool {
+        self.role == Role::Admin || self.tenant == tenant
+    }
+
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        if self.role == Role::Viewer {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "this key is read-only",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role != Role::Admin {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "admin key required",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new random key (`ak_` + 40 hex characters, 160 bits).
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 20];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("ak_{}", hex::encode(bytes))
+}
+
+/// On first start (no key in the store), creates an admin key, stores its hash and writes the
+/// key to `<data_dir>/admin.key` with mode 0600. Returns the file's path when it created one.
+pub async fn bootstrap_admin_key(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, String> {
+    if store.count_keys().await.map_err(|e| e.to_string())? > 0 {
+        return Ok(None);
+    }
+    let key = generate_key();
+    let path = data_dir.join("admin.key");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        writeln!(f, "{key}").map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    store
+        .create_key(&ApiKey {
+            id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: "bootstrap admin".into(),
+            tenant: "default".into(),
+            role: Role::Admin,
+            hash: hash_key(&key),
+            created_at: now_millis(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(path))
+}
+
+/// Middleware: authenticates `/v1` calls and puts the [`Caller`] in the request extensions.
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(q) = req.uri().query()
+        && q.split('&').any(|kv| {
+            let k = kv.split('=').next().unwrap_or("");
+            matches!(k, "key" | "api_key" | "apikey" | "token" | "access_token")
+        })
+    {
+        return Err(ApiError::bad_request(
+            "key_in_query",
+            "API keys are not accepted in the query string; use the Authorization header",
+        ));
+    }
+    let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing Authorization header (Authorization: Bearer <key>)")
+    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let key = value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("malformed Authorization header (expected: Bearer <key>)")
+        })?;
+    let now = now_millis();
+    let found = state.store.use_key(&hash_key(key), now).await?;
+    let k = found.ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    if k.revoked_at.is_some() {
+        return Err(ApiError::unauthorized("API key revoked"));
+    }
+    if k.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::unauthorized("API key expired"));
+    }
+    req.extensions_mut().insert(Caller {
+        key_id: k.id,
+        tenant: k.tenant,
+        role: k.role,
+    });
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_hashes_stable() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("ak_") && a.len() == 43);
+        assert_eq!(hash_key("x"), hash_key("x"));
+        assert_eq!(hash_key("x").len(), 64);
+    }
+}
