@@ -15,6 +15,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod client;
+mod serve;
+
 #[derive(Parser)]
 #[command(
     name = "assay",
@@ -24,16 +27,18 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: client::Connection,
 }
 
 #[derive(clap::Args)]
-struct EngineArgs {
+pub struct EngineArgs {
     /// OCI runtime: runc, crun, runsc (gVisor) or auto (the strongest installed).
     #[arg(long, default_value = "auto", env = "ASSAY_RUNTIME")]
-    runtime: RuntimeChoice,
+    pub runtime: RuntimeChoice,
     /// Where sandbox bundles and runtime state live (best on a tmpfs).
     #[arg(long, default_value = "/run/assay", env = "ASSAY_STATE_DIR")]
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
     /// Register an extra environment: NAME=DIR:COMMAND, where DIR is a root file system or an
     /// unpacked OCI image and COMMAND the interpreter inside it (e.g. py=/srv/img:/usr/bin/python3).
     #[arg(long = "register-env", value_name = "NAME=DIR:COMMAND")]
@@ -41,7 +46,7 @@ struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn config(&self) -> Result<EngineConfig> {
+    pub fn config(&self) -> Result<EngineConfig> {
         let mut environments = vec![Environment::python()];
         for spec in &self.register_env {
             let (name, rest) = spec
@@ -100,6 +105,27 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run the API and workers in one process (SQLite and a local data folder).
+    Serve {
+        /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
+        #[arg(long, default_value = "127.0.0.1:8080", env = "ASSAY_LISTEN")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        data: serve::DataArgs,
+        #[command(flatten)]
+        worker: serve::WorkerArgs,
+    },
+    /// Run workers alone against the same database as a server.
+    Worker {
+        #[command(flatten)]
+        data: serve::DataArgs,
+        #[command(flatten)]
+        worker: serve::WorkerArgs,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
+    Openapi,
     /// Check that this host can run sandboxes, and say what to fix.
     Doctor {
         #[arg(long, default_value = "/run/assay", env = "ASSAY_STATE_DIR")]
@@ -202,6 +228,23 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 print_summary(&result);
             }
             Ok(exit_code_for(&result))
+        }
+        Command::Serve {
+            listen,
+            data,
+            worker,
+        } => {
+            serve::serve(listen, data, worker).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { data, worker } => {
+            serve::worker(data, worker).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(cmd) => client::run(cmd, &cli.conn).await,
+        Command::Openapi => {
+            print!("{}", assay_server::openapi_json());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { state_dir } => {
             let checks = doctor::run_checks(&state_dir).await;

@@ -257,7 +257,14 @@ impl RunCgroup {
 
     /// Kills every process of the run with SIGKILL. Returns how many were signalled.
     pub fn kill_all(&self) -> usize {
-        kill_tree(self.layout, &self.rel)
+        kill_tree(self.layout, &self.rel, None)
+    }
+
+    /// Kills every process of the run but `spare` (the runtime process, when it sits in the
+    /// run's cgroup): a runtime left alive reaps the container's init and exits cleanly, where a
+    /// killed one would leave that init behind as a zombie for the host's PID 1.
+    pub fn kill_all_except(&self, spare: Option<u32>) -> usize {
+        kill_tree(self.layout, &self.rel, spare.map(|p| p as i32))
     }
 
     /// Removes the run's cgroup (and anything the runtime left below it) in every hierarchy.
@@ -328,13 +335,18 @@ fn procs_in(dir: &Path, out: &mut Vec<i32>) {
 
 /// SIGKILLs every process below `rel`. In v1 the freezer stops a fork bomb from racing the
 /// kill; in v2 `cgroup.kill` does it atomically.
-pub fn kill_tree(layout: Layout, rel: &Path) -> usize {
+pub fn kill_tree(layout: Layout, rel: &Path, spare: Option<i32>) -> usize {
     match layout {
         Layout::V2 => {
             let dir = Path::new(CGROUP_ROOT).join(rel);
             let mut pids = Vec::new();
             procs_in(&dir, &mut pids);
-            if !pids.is_empty() {
+            if spare.is_some() {
+                pids.retain(|p| Some(*p) != spare);
+                for &p in &pids {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            } else if !pids.is_empty() {
                 let _ = write_file(&dir.join("cgroup.kill"), "1");
             }
             pids.len()
@@ -348,6 +360,7 @@ pub fn kill_tree(layout: Layout, rel: &Path) -> usize {
             if pids.is_empty() {
                 procs_in(&Path::new(CGROUP_ROOT).join("memory").join(rel), &mut pids);
             }
+            pids.retain(|p| Some(*p) != spare);
             for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
@@ -367,7 +380,7 @@ pub fn remove_tree(layout: Layout, rel: &Path) {
     if dirs.is_empty() {
         return;
     }
-    kill_tree(layout, rel);
+    kill_tree(layout, rel, None);
     for dir in dirs {
         rmdir_deep(&dir);
     }

@@ -24,6 +24,23 @@ const INIT_CANDIDATES: &[&str] = &["/usr/bin/tini-static", "/usr/local/bin/tini-
 /// repeated until the runtime reports the end).
 const TICK: Duration = Duration::from_millis(20);
 
+/// A kill that has not ended the run after this long also kills the runtime process (it is
+/// normally left alive so that it reaps the container's init).
+const RUNTIME_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Host processes gVisor itself needs (sentry, gofer, platform stubs) besides the program's.
+const RUNSC_PIDS_BASE: u32 = 128;
+
+/// The pids limit of the host cgroup. Under runsc every guest thread also costs host threads
+/// (the ptrace platform's stubs) and the sentry has its own, so the host limit is a bound on the
+/// whole sandbox rather than the program's exact count: base + 2 per allowed process.
+fn host_pids_limit(kind: RuntimeKind, pids: u32) -> u32 {
+    match kind {
+        RuntimeKind::Runsc => RUNSC_PIDS_BASE.saturating_add(pids.saturating_mul(2)),
+        RuntimeKind::Runc | RuntimeKind::Crun => pids,
+    }
+}
+
 /// After the runtime exits, output still in the pipes is read until EOF; a pipe held open past
 /// this (it cannot be by a sandboxed process, which is dead by then) is abandoned.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -232,7 +249,7 @@ impl Engine {
                 envs,
                 etc_dir,
                 init_dir,
-                seccomp_profile: seccomp::oci_profile(),
+                seccomp_profile: seccomp::oci_profile(kind != RuntimeKind::Runsc),
                 seccomp_bpf,
             }),
         })
@@ -396,7 +413,7 @@ impl Engine {
             self.cgroup_root().join(run_id),
             CgroupLimits {
                 memory_bytes: limits.memory_bytes,
-                pids: limits.pids,
+                pids: host_pids_limit(inner.runtime.kind, limits.pids),
                 cpu_millicores: limits.cpu_millicores,
             },
         )
@@ -447,7 +464,9 @@ impl Engine {
         let cpu_limit_ns = limits.cpu_time_ms.saturating_mul(1_000_000);
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let runtime_pid = child.id();
         let mut kill_reason: Option<RunStatus> = None;
+        let mut kill_since: Option<Instant> = None;
         let mut exit: Option<ExitStatus> = None;
         let mut wall = Duration::ZERO;
         let mut drain_deadline = tokio::time::Instant::now();
@@ -460,13 +479,15 @@ impl Engine {
                 r = stdout.read(&mut buf_out), if !out.eof => {
                     if out.take(r, &buf_out, &events) && kill_reason.is_none() {
                         kill_reason = Some(RunStatus::OutputExceeded);
-                        cg.kill_all();
+                        kill_since = Some(Instant::now());
+                        cg.kill_all_except(runtime_pid);
                     }
                 }
                 r = stderr.read(&mut buf_err), if !err.eof => {
                     if err.take(r, &buf_err, &events) && kill_reason.is_none() {
                         kill_reason = Some(RunStatus::OutputExceeded);
-                        cg.kill_all();
+                        kill_since = Some(Instant::now());
+                        cg.kill_all_except(runtime_pid);
                     }
                 }
                 status = child.wait(), if exit.is_none() => {
@@ -479,21 +500,29 @@ impl Engine {
                 }
                 _ = tokio::time::sleep_until(deadline), if exit.is_none() && kill_reason.is_none() => {
                     kill_reason = Some(RunStatus::TimedOut);
-                    cg.kill_all();
+                    kill_since = Some(Instant::now());
+                    cg.kill_all_except(runtime_pid);
                 }
                 _ = cancel.cancelled(), if exit.is_none() && kill_reason.is_none() => {
                     kill_reason = Some(RunStatus::Cancelled);
-                    cg.kill_all();
+                    kill_since = Some(Instant::now());
+                    cg.kill_all_except(runtime_pid);
                 }
                 _ = ticker.tick(), if exit.is_none() => {
-                    if kill_reason.is_some() {
+                    if let Some(since) = kill_since {
                         // The kill may have come before the runtime moved the program into the
-                        // cgroup; repeat it, and stop the runtime too, until it reports the end.
-                        cg.kill_all();
-                        let _ = child.start_kill();
+                        // cgroup: repeat it until the runtime reports the end. A runtime that
+                        // does not end within the grace period is killed too.
+                        if since.elapsed() > RUNTIME_KILL_GRACE {
+                            cg.kill_all();
+                            let _ = child.start_kill();
+                        } else {
+                            cg.kill_all_except(runtime_pid);
+                        }
                     } else if cg.cpu_ns() > cpu_limit_ns {
                         kill_reason = Some(RunStatus::TimedOut);
-                        cg.kill_all();
+                        kill_since = Some(Instant::now());
+                        cg.kill_all_except(runtime_pid);
                     }
                 }
                 _ = tokio::time::sleep_until(drain_deadline), if exit.is_some() => {

@@ -9,7 +9,7 @@
 //! no keyctl/add_key/request_key, no bpf/perf_event_open/userfaultfd, no mount/unshare/setns or
 //! namespace-creating clone flags, no chroot/pivot_root, no mknod, no process_vm_*, no kernel
 //! module/reboot/clock calls, and sockets only of the families AF_UNIX, AF_INET and AF_INET6
-//! (so no AF_VSOCK, AF_PACKET, AF_NETLINK, AF_ALG, ...). Everything not allowed fails with
+//! (so no AF_VSOCK, AF_PACKET, AF_NETLINK, AF_ALG, ...), and `socketpair` only for AF_UNIX. Everything not allowed fails with
 //! EPERM, except `clone3`, which fails with ENOSYS so that glibc falls back to `clone`, whose
 //! flags can be inspected.
 
@@ -237,7 +237,6 @@ const ALLOWED: &[(&str, i64)] = syscalls![
     SYS_sigaltstack,
     SYS_signalfd,
     SYS_signalfd4,
-    SYS_socketpair,
     SYS_splice,
     SYS_stat,
     SYS_statfs,
@@ -303,7 +302,12 @@ pub fn allowed_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// The policy as the OCI runtime spec's `linux.seccomp` object.
-pub fn oci_profile() -> Value {
+///
+/// `clone3_enosys`: answer `clone3` with ENOSYS (so glibc falls back to `clone`, whose flags the
+/// filter can check). runsc (2022-12) ignores `errnoRet` and would answer EPERM, which breaks
+/// thread creation; under gVisor `clone3` is handled by the sandbox's own kernel, so there it is
+/// allowed instead.
+pub fn oci_profile(clone3_enosys: bool) -> Value {
     let names: Vec<&str> = allowed_names().collect();
     let mut syscalls = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
     syscalls.push(json!({
@@ -318,6 +322,11 @@ pub fn oci_profile() -> Value {
             "args": [{"index": 0, "value": fam, "op": "SCMP_CMP_EQ"}],
         }));
     }
+    syscalls.push(json!({
+        "names": ["socketpair"],
+        "action": "SCMP_ACT_ALLOW",
+        "args": [{"index": 0, "value": libc::AF_UNIX, "op": "SCMP_CMP_EQ"}],
+    }));
     for p in PERSONALITIES {
         syscalls.push(json!({
             "names": ["personality"],
@@ -325,11 +334,15 @@ pub fn oci_profile() -> Value {
             "args": [{"index": 0, "value": p, "op": "SCMP_CMP_EQ"}],
         }));
     }
-    syscalls.push(json!({
-        "names": ["clone3"],
-        "action": "SCMP_ACT_ERRNO",
-        "errnoRet": libc::ENOSYS,
-    }));
+    if clone3_enosys {
+        syscalls.push(json!({
+            "names": ["clone3"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": libc::ENOSYS,
+        }));
+    } else {
+        syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ALLOW"}));
+    }
     json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": ERRNO_DENIED,
@@ -383,6 +396,10 @@ pub fn bpf_program() -> Result<BpfProgram, SeccompError> {
             .iter()
             .map(|&f| rule(cond(SeccompCmpOp::Eq, f)?))
             .collect::<Result<_, _>>()?,
+    );
+    rules.insert(
+        libc::SYS_socketpair,
+        vec![rule(cond(SeccompCmpOp::Eq, libc::AF_UNIX as u64)?)?],
     );
     rules.insert(
         libc::SYS_personality,
@@ -498,7 +515,7 @@ mod tests {
 
     #[test]
     fn oci_profile_has_conditional_rules() {
-        let p = oci_profile();
+        let p = oci_profile(true);
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
         let rules = p["syscalls"].as_array().unwrap();
         let socket_rules: Vec<_> = rules.iter().filter(|r| r["names"][0] == "socket").collect();

@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn spec_is_hardened() {
         let limits = LimitPolicy::default().defaults;
-        let profile = crate::seccomp::oci_profile();
+        let profile = crate::seccomp::oci_profile(true);
         let spec = build(&input(RuntimeKind::Runc, &limits, &profile)).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(v["process"]["user"]["uid"], 65534);
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn runsc_gets_plain_ro_binds() {
         let limits = LimitPolicy::default().defaults;
-        let profile = crate::seccomp::oci_profile();
+        let profile = crate::seccomp::oci_profile(true);
         let spec = build(&input(RuntimeKind::Runsc, &limits, &profile)).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         let code = v["mounts"]

@@ -381,8 +381,9 @@ async fn cancel(
     Ok(Json(EvaluationView::from(&ev)))
 }
 
-/// Live events (Server-Sent Events): `status`, `stdout`, `stderr`, then `result`, after which
-/// the stream ends. Each event's `id` is its sequence number; send `Last-Event-ID` to resume.
+/// Live events (Server-Sent Events): `status` (`{"status", "attempt"}`), `stdout` and `stderr`
+/// (the chunk as a JSON string), then `result` (the final evaluation, as GET shows it), after
+/// which the stream ends. Each event's `id` is its sequence number; send `Last-Event-ID` to resume.
 /// A finished evaluation replays its history.
 #[utoipa::path(get, path = "/v1/evaluations/{id}/events",
     params(("id" = String, Path, description = "Evaluation id"),

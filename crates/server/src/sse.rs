@@ -45,7 +45,18 @@ pub fn stream(
             let full = batch.len() as u32 == PAGE;
             for e in &batch {
                 last = e.seq;
-                if tx.send(Ok(to_sse(e))).await.is_err() {
+                let mut sse = to_sse(e);
+                if e.kind == EventKind::Result {
+                    // The result event carries the final evaluation, as GET shows it.
+                    if let Ok(Some(ev)) = st.store.get(&id).await {
+                        let view = crate::view::EvaluationView::from(&ev);
+                        sse = SseEvent::default()
+                            .event("result")
+                            .id(e.seq.to_string())
+                            .data(serde_json::to_string(&view).unwrap_or_default());
+                    }
+                }
+                if tx.send(Ok(sse)).await.is_err() {
                     return; // the client went away
                 }
                 if e.kind == EventKind::Result {

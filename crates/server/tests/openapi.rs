@@ -16,7 +16,16 @@ fn committed_openapi_matches_the_code() {
          `ASSAY_UPDATE_OPENAPI=1 cargo test -p assay-server --test openapi` and commit it"
     );
     let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
-    for p in ["/v1/evaluations", "/v1/evaluations/batch", "/v1/evaluations/{id}/events", "/v1/queue", "/healthz"] {
-        assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    for p in [
+        "/v1/evaluations",
+        "/v1/evaluations/batch",
+        "/v1/evaluations/{id}/events",
+        "/v1/queue",
+        "/healthz",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
     }
 }

@@ -1,1 +1,1683 @@
 //! The conformance suite every `Store` backend must pass.
+//!
+//! Every check is a public async function taking a FRESH, empty store. Time is driven only by
+//! the `now` arguments (nothing here sleeps). A check panics with a message naming what broke.
+//!
+//! Two ways to run it from a backend's tests:
+//!
+//! ```text
+//! // One #[tokio::test] per check (needs `tokio` with `macros` and `rt-multi-thread`). The
+//! // function returns anything that derefs to the store (e.g. a struct that also keeps a temp
+//! // directory alive, or a `Box<S>`).
+//! async fn fresh() -> MyFixture { ... }
+//! assay_store::conformance_tests!(fresh);
+//!
+//! // Or everything in one test:
+//! assay_store::conformance::run_all(|| async { MyStore::new().await }).await;
+//! ```
+//!
+//! Contract details that the trait's doc comments leave open and this suite pins:
+//! - `ListFilter::created_after` is inclusive and `created_before` exclusive (`[after, before)`).
+//! - A job is claimable from `not_before` on (`not_before <= now`); a lease with
+//!   `lease_expires_at <= now` is expired.
+//! - The evaluation's own `max_attempts` bounds retries; the `RetryPolicy` passed to `finish` and
+//!   `reap_expired` supplies the backoff.
+//! - A lost lease (reaped) is a platform failure: it counts toward `max_attempts` and is retried
+//!   no later than `now + policy.backoff(attempt)`.
+//! - A platform failure (`errored`, lost lease) or a `release` of an evaluation whose
+//!   cancellation was requested ends it as `cancelled` instead of retrying it.
+//! - Fenced operations (`heartbeat`, `append_output`, `finish`, `release`) on an unknown id are
+//!   `NotFound`; on a known id with a token that is not current, `LeaseLost`.
+//! - `release` gives the attempt back (`attempts` goes down by one).
+//! - `requeue` clears `error`, `result`, `finished_at` and the lease.
+
+use crate::{
+    ApiKey, Claim, Event, EventKind, LeaseState, ListFilter, Millis, NewEvaluation, Role, Store,
+    StoreError, SubmitOutcome, WorkerInfo,
+};
+use assay_domain::{
+    EvaluationStatus, Language, LimitPolicy, OutputStream, Program, ProgramFile, RetryPolicy,
+    RunResult, RunStatus, Submission,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+/// A fixed point in time (2023-11-14) all checks count from.
+pub const T0: Millis = 1_700_000_000_000;
+
+const LEASE: Duration = Duration::from_secs(30);
+const LEASE_MS: Millis = 30_000;
+
+/// Runs every check of the suite, each on a fresh store from `make`. Panics at the first
+/// failure; the panic message names the check.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    crate::conformance_tests!(@run make);
+}
+
+/// Expands to one `#[tokio::test]` per conformance check. The argument is the path of an async
+/// function (no arguments) returning a value that derefs to the store under test.
+#[macro_export]
+macro_rules! conformance_tests {
+    (@run $make:ident) => {
+        $crate::conformance_tests!(@each [run $make]);
+    };
+    (@one [test $fixture:path] $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let fixture = $fixture().await;
+            $crate::conformance::$name(&*fixture).await;
+        }
+    };
+    (@one [run $make:ident] $name:ident) => {{
+        let store = $make().await;
+        eprintln!("conformance check {} ...", stringify!($name));
+        $crate::conformance::$name(&store).await;
+    }};
+    (@each $how:tt) => {
+        $crate::conformance_tests!(@list $how
+            submit_inserts_evaluation_and_queued_event
+            idempotency_key_is_per_tenant
+            submit_batch_inserts_all_in_order
+            get_unknown_is_none
+            list_filters
+            list_is_newest_first_and_pages_without_gaps
+            list_rejects_invalid_cursors
+            claim_takes_highest_priority_then_oldest
+            claim_marks_running_and_appends_status_event
+            claim_never_hands_out_a_job_twice
+            concurrent_claims_never_share_a_job
+            heartbeat_extends_the_lease_and_is_fenced
+            append_output_is_fenced_and_gapless
+            finish_with_user_outcome_is_final
+            finish_errored_retries_with_backoff_then_dead_letters
+            finish_with_stale_token_changes_nothing
+            reap_requeues_expired_leases_and_fences_the_zombie
+            reap_dead_letters_after_max_attempts
+            release_requeues_without_consuming_an_attempt
+            cancel_queued_is_immediate_and_terminal
+            cancel_running_is_requested_until_finish
+            cancel_terminal_is_unchanged
+            platform_failure_after_cancel_request_ends_cancelled
+            requeue_only_dead
+            terminal_status_never_changes
+            unknown_ids_are_not_found
+            events_paginate
+            queue_stats_counts_and_oldest_age
+            workers_upsert_and_remove
+            api_keys
+        );
+    };
+    (@list [test $fixture:path] $($name:ident)*) => {
+        $( $crate::conformance_tests!(@one [test $fixture] $name); )*
+    };
+    (@list [run $make:ident] $($name:ident)*) => {
+        $( $crate::conformance_tests!(@one [run $make] $name); )*
+    };
+    ($fixture:path) => {
+        $crate::conformance_tests!(@each [test $fixture]);
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A valid submission for `tenant` with `priority` (the rest: defaults, one `main.py`).
+pub fn new_eval(tenant: &str, priority: i32) -> NewEvaluation {
+    NewEvaluation {
+        tenant: tenant.to_string(),
+        submission: Submission {
+            language: Language::Python,
+            program: Program::single("print('hello')\n"),
+            stdin: String::new(),
+            limits: LimitPolicy::default().defaults,
+            priority,
+            labels: BTreeMap::new(),
+        },
+        idempotency_key: None,
+        max_attempts: 3,
+    }
+}
+
+fn with_key(mut n: NewEvaluation, key: &str) -> NewEvaluation {
+    n.idempotency_key = Some(key.to_string());
+    n
+}
+
+fn with_label(mut n: NewEvaluation, k: &str, v: &str) -> NewEvaluation {
+    n.submission.labels.insert(k.to_string(), v.to_string());
+    n
+}
+
+fn with_max_attempts(mut n: NewEvaluation, max: u32) -> NewEvaluation {
+    n.max_attempts = max;
+    n
+}
+
+/// A run result with `status` (and an `error` for `errored`).
+pub fn run_result(status: RunStatus) -> RunResult {
+    RunResult {
+        status,
+        exit_code: match status {
+            RunStatus::Succeeded => Some(0),
+            RunStatus::Failed => Some(1),
+            _ => None,
+        },
+        signal: match status {
+            RunStatus::TimedOut | RunStatus::MemoryExceeded => Some(9),
+            _ => None,
+        },
+        wall_ms: 42,
+        cpu_ms: 17,
+        peak_memory_bytes: 12 << 20,
+        stdout: "hello\n".into(),
+        stderr: "ünïcode ✓\n".into(),
+        stdout_truncated: false,
+        stderr_truncated: status == RunStatus::OutputExceeded,
+        runtime: "runc".into(),
+        error: (status == RunStatus::Errored).then(|| "runtime crashed".to_string()),
+    }
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_backoff_ms: 1_000,
+        max_backoff_ms: 60_000,
+    }
+}
+
+async fn submit<S: Store + ?Sized>(s: &S, n: NewEvaluation, now: Millis) -> String {
+    match s.submit(n, now).await.expect("submit") {
+        SubmitOutcome::Created(e) => e.id,
+        SubmitOutcome::Existing(e) => panic!("submit without a seen key returned Existing {e:?}"),
+    }
+}
+
+async fn get<S: Store + ?Sized>(s: &S, id: &str) -> crate::Evaluation {
+    s.get(id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("evaluation {id} should exist"))
+}
+
+async fn claim<S: Store + ?Sized>(s: &S, worker: &str, now: Millis) -> Claim {
+    s.claim(worker, LEASE, now)
+        .await
+        .expect("claim")
+        .unwrap_or_else(|| panic!("claim at {now} should find a job"))
+}
+
+async fn claim_none<S: Store + ?Sized>(s: &S, now: Millis, why: &str) {
+    if let Some(c) = s.claim("w-none", LEASE, now).await.expect("claim") {
+        panic!("claim should find nothing ({why}), got {:?}", c.evaluation);
+    }
+}
+
+async fn all_events<S: Store + ?Sized>(s: &S, id: &str) -> Vec<Event> {
+    let evs = s.events(id, 0, 10_000).await.expect("events");
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(
+            e.seq,
+            i as i64 + 1,
+            "event seqs must start at 1 without gaps: {evs:?}"
+        );
+        assert_eq!(e.evaluation_id, id);
+    }
+    evs
+}
+
+fn json(e: &Event) -> serde_json::Value {
+    serde_json::from_str(&e.data)
+        .unwrap_or_else(|err| panic!("event data must be JSON for {:?}: {err}: {e:?}", e.kind))
+}
+
+fn assert_status_event(e: &Event, status: EvaluationStatus, attempt: u32) {
+    assert_eq!(e.kind, EventKind::Status, "expected a status event: {e:?}");
+    let v = json(e);
+    assert_eq!(v["status"], status.as_str(), "status event: {e:?}");
+    assert_eq!(v["attempt"], attempt, "status event attempt: {e:?}");
+}
+
+/// The last event is `result` with the final status; the one before is its `status` event.
+fn assert_ends_with_result(evs: &[Event], status: EvaluationStatus) {
+    let n = evs.len();
+    assert!(n >= 2, "expected status + result events, got {evs:?}");
+    assert_eq!(evs[n - 1].kind, EventKind::Result, "last event: {evs:?}");
+    assert_eq!(json(&evs[n - 1])["status"], status.as_str(), "{evs:?}");
+    assert_eq!(evs[n - 2].kind, EventKind::Status, "{evs:?}");
+    assert_eq!(json(&evs[n - 2])["status"], status.as_str(), "{evs:?}");
+}
+
+fn expect_lease_lost<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(StoreError::LeaseLost(_)) => {}
+        other => panic!("{what}: expected LeaseLost, got {other:?}"),
+    }
+}
+
+fn expect_not_found<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn filter() -> ListFilter {
+    ListFilter {
+        limit: 1000,
+        ..Default::default()
+    }
+}
+
+async fn list_ids<S: Store + ?Sized>(s: &S, f: ListFilter) -> Vec<String> {
+    let page = s.list(&f).await.expect("list");
+    assert!(
+        page.next_cursor.is_none(),
+        "a page with all the items should have no next cursor"
+    );
+    page.items.into_iter().map(|e| e.id).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission
+
+pub async fn submit_inserts_evaluation_and_queued_event<S: Store + ?Sized>(s: &S) {
+    let mut n = with_label(new_eval("acme", 7), "suite", "humaneval");
+    n.submission.stdin = "input\n".into();
+    n.submission.program = Program::new(
+        vec![
+            ProgramFile {
+                path: "main.py".into(),
+                content: "import util\n".into(),
+            },
+            ProgramFile {
+                path: "pkg/util.py".into(),
+                content: "X = 'ü'\n".into(),
+            },
+        ],
+        "main.py",
+    )
+    .unwrap();
+    n.submission.limits.wall_time_ms = 1234;
+    n.max_attempts = 5;
+    let n = with_key(n, "key-1");
+    let created = match s.submit(n.clone(), T0).await.expect("submit") {
+        SubmitOutcome::Created(e) => e,
+        other => panic!("first submit must be Created, got {other:?}"),
+    };
+    assert!(!created.id.is_empty());
+    assert_eq!(created.tenant, "acme");
+    assert_eq!(created.status, EvaluationStatus::Queued);
+    assert_eq!(created.language, Language::Python);
+    assert_eq!(created.entrypoint, "main.py");
+    assert_eq!(created.files, n.submission.program.files());
+    assert_eq!(created.stdin, "input\n");
+    assert_eq!(created.limits, n.submission.limits);
+    assert_eq!(created.priority, 7);
+    assert_eq!(created.labels, n.submission.labels);
+    assert_eq!(created.attempts, 0);
+    assert_eq!(created.max_attempts, 5);
+    assert_eq!(created.created_at, T0);
+    assert_eq!(created.started_at, None);
+    assert_eq!(created.finished_at, None);
+    assert_eq!(created.result, None);
+    assert_eq!(created.error, None);
+    assert_eq!(created.worker_id, None);
+    assert!(!created.cancel_requested);
+    assert_eq!(created.idempotency_key.as_deref(), Some("key-1"));
+
+    assert_eq!(
+        get(s, &created.id).await,
+        created,
+        "get returns what submit returned"
+    );
+
+    let evs = all_events(s, &created.id).await;
+    assert_eq!(evs.len(), 1, "one queued status event: {evs:?}");
+    assert_status_event(&evs[0], EvaluationStatus::Queued, 0);
+    assert_eq!(evs[0].at, T0);
+
+    let other = submit(s, new_eval("acme", 0), T0 + 1).await;
+    assert_ne!(other, created.id, "ids are unique");
+}
+
+pub async fn idempotency_key_is_per_tenant<S: Store + ?Sized>(s: &S) {
+    let first = match s.submit(with_key(new_eval("t1", 0), "k"), T0).await {
+        Ok(SubmitOutcome::Created(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    // A client retry (even with a different body) returns the first evaluation.
+    let again = s
+        .submit(with_key(new_eval("t1", 9), "k"), T0 + 5)
+        .await
+        .expect("submit");
+    match &again {
+        SubmitOutcome::Existing(e) => assert_eq!(e, &first, "Existing returns the first one"),
+        other => panic!("same key, same tenant must be Existing, got {other:?}"),
+    }
+    let t1 = ListFilter {
+        tenant: Some("t1".into()),
+        ..filter()
+    };
+    assert_eq!(list_ids(s, t1.clone()).await, vec![first.id.clone()]);
+    assert_eq!(all_events(s, &first.id).await.len(), 1, "nothing appended");
+
+    // The same key in another tenant is another evaluation.
+    let other = match s.submit(with_key(new_eval("t2", 0), "k"), T0).await {
+        Ok(SubmitOutcome::Created(e)) => e,
+        other => panic!("same key in another tenant must be Created, got {other:?}"),
+    };
+    assert_ne!(other.id, first.id);
+
+    // In a batch: known keys return Existing, a key repeated within the batch once Created.
+    let out = s
+        .submit_batch(
+            vec![
+                new_eval("t1", 0),
+                with_key(new_eval("t1", 0), "k"),
+                with_key(new_eval("t1", 0), "fresh"),
+                with_key(new_eval("t1", 0), "fresh"),
+            ],
+            T0 + 10,
+        )
+        .await
+        .expect("batch");
+    assert_eq!(out.len(), 4);
+    assert!(matches!(&out[0], SubmitOutcome::Created(_)), "{out:?}");
+    assert!(
+        matches!(&out[1], SubmitOutcome::Existing(e) if e == &first),
+        "{out:?}"
+    );
+    match (&out[2], &out[3]) {
+        (SubmitOutcome::Created(a), SubmitOutcome::Existing(b)) => {
+            assert_eq!(
+                a, b,
+                "the repeat returns the evaluation created earlier in the batch"
+            );
+            assert_eq!(b.idempotency_key.as_deref(), Some("fresh"));
+        }
+        other => panic!("a key repeated in a batch must be Created then Existing: {other:?}"),
+    }
+    assert_eq!(list_ids(s, t1).await.len(), 3);
+}
+
+pub async fn submit_batch_inserts_all_in_order<S: Store + ?Sized>(s: &S) {
+    let items: Vec<NewEvaluation> = (0..50)
+        .map(|i| {
+            let mut n = with_label(new_eval("batch", i % 5), "index", &i.to_string());
+            n.submission.stdin = format!("item {i}");
+            n
+        })
+        .collect();
+    let out = s.submit_batch(items, T0).await.expect("batch");
+    assert_eq!(out.len(), 50);
+    let mut ids = BTreeSet::new();
+    for (i, o) in out.iter().enumerate() {
+        let e = match o {
+            SubmitOutcome::Created(e) => e,
+            other => panic!("batch item {i} must be Created: {other:?}"),
+        };
+        assert_eq!(
+            e.stdin,
+            format!("item {i}"),
+            "results come back in input order"
+        );
+        assert_eq!(e.status, EvaluationStatus::Queued);
+        assert_eq!(e.created_at, T0);
+        assert!(ids.insert(e.id.clone()), "duplicate id {}", e.id);
+        assert_eq!(&get(s, &e.id).await, e);
+        let evs = all_events(s, &e.id).await;
+        assert_eq!(evs.len(), 1);
+        assert_status_event(&evs[0], EvaluationStatus::Queued, 0);
+    }
+    let listed: BTreeSet<String> = list_ids(s, filter()).await.into_iter().collect();
+    assert_eq!(listed, ids);
+    assert_eq!(
+        s.submit_batch(vec![], T0).await.expect("empty batch").len(),
+        0
+    );
+}
+
+pub async fn get_unknown_is_none<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.get("no-such-evaluation").await.expect("get"), None);
+    submit(s, new_eval("t", 0), T0).await;
+    assert_eq!(s.get("no-such-evaluation").await.expect("get"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+pub async fn list_filters<S: Store + ?Sized>(s: &S) {
+    let a = submit(s, with_label(new_eval("t1", 0), "run", "x"), T0).await;
+    let b = submit(s, with_label(new_eval("t1", 0), "run", "y"), T0 + 10).await;
+    let c = submit(s, with_label(new_eval("t2", 0), "run", "x"), T0 + 20).await;
+    let d = submit(s, new_eval("t1", 0), T0 + 30).await;
+    let e = submit(
+        s,
+        with_label(with_label(new_eval("t1", 0), "run", "x"), "model", "m"),
+        T0 + 40,
+    )
+    .await;
+    // Make `a` running: it is the oldest at equal priority.
+    assert_eq!(claim(s, "w", T0 + 50).await.evaluation.id, a);
+
+    let ids = |v: &[&String]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(list_ids(s, filter()).await, ids(&[&e, &d, &c, &b, &a]));
+    let t1 = || ListFilter {
+        tenant: Some("t1".into()),
+        ..filter()
+    };
+    assert_eq!(list_ids(s, t1()).await, ids(&[&e, &d, &b, &a]));
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                tenant: Some("nobody".into()),
+                ..filter()
+            }
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                status: Some(EvaluationStatus::Running),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&a])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                status: Some(EvaluationStatus::Queued),
+                ..t1()
+            }
+        )
+        .await,
+        ids(&[&e, &d, &b])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                label: Some(("run".into(), "x".into())),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&e, &c, &a])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                label: Some(("run".into(), "x".into())),
+                ..t1()
+            }
+        )
+        .await,
+        ids(&[&e, &a])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                label: Some(("model".into(), "m".into())),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&e])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                label: Some(("run".into(), "nope".into())),
+                ..filter()
+            }
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    // created_after is inclusive, created_before exclusive.
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                created_after: Some(T0 + 10),
+                created_before: Some(T0 + 30),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&c, &b])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                created_after: Some(T0 + 11),
+                ..t1()
+            }
+        )
+        .await,
+        ids(&[&e, &d])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                created_before: Some(T0 + 10),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&a])
+    );
+    // Everything at once.
+    assert_eq!(
+        list_ids(
+            s,
+            ListFilter {
+                tenant: Some("t1".into()),
+                status: Some(EvaluationStatus::Queued),
+                label: Some(("run".into(), "x".into())),
+                created_after: Some(T0),
+                created_before: Some(T0 + 41),
+                ..filter()
+            }
+        )
+        .await,
+        ids(&[&e])
+    );
+    // Listed items are complete evaluations.
+    let page = s.list(&t1()).await.expect("list");
+    for item in &page.items {
+        assert_eq!(item, &get(s, &item.id).await);
+    }
+}
+
+async fn pages<S: Store + ?Sized>(s: &S, f: &ListFilter) -> Vec<crate::Evaluation> {
+    let mut out = Vec::new();
+    let mut f = f.clone();
+    for _ in 0..10_000 {
+        let page = s.list(&f).await.expect("list page");
+        assert!(
+            page.items.len() <= f.limit as usize,
+            "page larger than limit"
+        );
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => f.cursor = Some(c),
+            None => return out,
+        }
+    }
+    panic!("pagination does not end");
+}
+
+pub async fn list_is_newest_first_and_pages_without_gaps<S: Store + ?Sized>(s: &S) {
+    // 40 evaluations, many sharing a creation time (a batch is created in the same
+    // millisecond), two tenants.
+    let mut all = Vec::new();
+    for i in 0..40i64 {
+        let tenant = if i % 4 == 0 { "other" } else { "main" };
+        all.push((submit(s, new_eval(tenant, 0), T0 + i / 3).await, T0 + i / 3));
+    }
+    let batch = s
+        .submit_batch((0..10).map(|_| new_eval("main", 0)).collect(), T0 + 100)
+        .await
+        .expect("batch");
+    for o in batch {
+        all.push((o.evaluation().id.clone(), T0 + 100));
+    }
+
+    for limit in [1u32, 3, 7, 50, 1000] {
+        let got = pages(
+            s,
+            &ListFilter {
+                limit,
+                ..Default::default()
+            },
+        )
+        .await;
+        let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+        let unique: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "duplicates across pages (limit {limit})"
+        );
+        assert_eq!(ids.len(), all.len(), "gaps across pages (limit {limit})");
+        for w in got.windows(2) {
+            assert!(
+                w[0].created_at >= w[1].created_at,
+                "newest first (limit {limit}): {} then {}",
+                w[0].created_at,
+                w[1].created_at
+            );
+        }
+    }
+    // The last page exactly full: no cursor, or a cursor to an empty page.
+    let main = ListFilter {
+        tenant: Some("main".into()),
+        limit: 5,
+        ..Default::default()
+    };
+    let got = pages(s, &main).await;
+    assert_eq!(got.len(), 40, "30 + 10 for tenant main");
+    assert!(got.iter().all(|e| e.tenant == "main"));
+
+    // Newer submissions after the first page do not disturb the following pages.
+    let first = s
+        .list(&ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    for _ in 0..5 {
+        submit(s, new_eval("main", 0), T0 + 1_000).await;
+    }
+    let rest = pages(
+        s,
+        &ListFilter {
+            limit: 10,
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut seen: BTreeSet<String> = first.items.iter().map(|e| e.id.clone()).collect();
+    for e in &rest {
+        assert!(
+            seen.insert(e.id.clone()),
+            "{} repeated after new inserts",
+            e.id
+        );
+        assert!(
+            e.created_at <= T0 + 100,
+            "a newer item showed up on a later page"
+        );
+    }
+    assert_eq!(seen.len(), all.len());
+}
+
+pub async fn list_rejects_invalid_cursors<S: Store + ?Sized>(s: &S) {
+    for _ in 0..3 {
+        submit(s, new_eval("t", 0), T0).await;
+    }
+    for bad in [
+        "not-a-cursor",
+        "%%%",
+        "12",
+        "::",
+        "999999999999999999999999:x",
+    ] {
+        match s
+            .list(&ListFilter {
+                cursor: Some(bad.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+        {
+            Err(StoreError::InvalidCursor) => {}
+            other => panic!("cursor {bad:?} must be InvalidCursor, got {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claiming
+
+pub async fn claim_takes_highest_priority_then_oldest<S: Store + ?Sized>(s: &S) {
+    claim_none(s, T0, "empty queue").await;
+    let low_old = submit(s, new_eval("t", -5), T0).await;
+    let mid_new = submit(s, new_eval("t", 0), T0 + 30).await;
+    let mid_old = submit(s, new_eval("t", 0), T0 + 10).await;
+    let high_new = submit(s, new_eval("t", 10), T0 + 40).await;
+    let high_old = submit(s, new_eval("t", 10), T0 + 20).await;
+    let mut order = Vec::new();
+    for i in 0..5 {
+        order.push(claim(s, &format!("w{i}"), T0 + 100).await.evaluation.id);
+    }
+    assert_eq!(order, vec![high_old, high_new, mid_old, mid_new, low_old]);
+    claim_none(s, T0 + 100, "everything is running").await;
+}
+
+pub async fn claim_marks_running_and_appends_status_event<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "worker-1", T0 + 5).await;
+    assert_eq!(c.evaluation.id, id);
+    assert_eq!(c.attempt, 1);
+    assert!(!c.token.is_empty(), "a lease token");
+    assert_eq!(c.lease_expires_at, T0 + 5 + LEASE_MS);
+    assert_eq!(c.evaluation.status, EvaluationStatus::Running);
+    assert_eq!(c.evaluation.attempts, 1);
+    assert_eq!(c.evaluation.worker_id.as_deref(), Some("worker-1"));
+    assert_eq!(c.evaluation.started_at, Some(T0 + 5));
+    assert_eq!(
+        get(s, &id).await,
+        c.evaluation,
+        "the claim returns the stored state"
+    );
+    let evs = all_events(s, &id).await;
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert_status_event(&evs[1], EvaluationStatus::Running, 1);
+    assert_eq!(evs[1].at, T0 + 5);
+}
+
+pub async fn claim_never_hands_out_a_job_twice<S: Store + ?Sized>(s: &S) {
+    let a = submit(s, new_eval("t", 0), T0).await;
+    let b = submit(s, new_eval("t", 0), T0 + 1).await;
+    let c1 = claim(s, "w1", T0 + 10).await;
+    let c2 = claim(s, "w2", T0 + 10).await;
+    assert_eq!(c1.evaluation.id, a);
+    assert_eq!(c2.evaluation.id, b);
+    assert_ne!(c1.token, c2.token, "tokens are unique");
+    // Even long after the leases expired: only the reaper returns jobs to the queue.
+    claim_none(s, T0 + 10 * LEASE_MS, "both running").await;
+}
+
+pub async fn concurrent_claims_never_share_a_job<S: Store + ?Sized>(s: &S) {
+    const JOBS: usize = 60;
+    s.submit_batch((0..JOBS).map(|_| new_eval("t", 0)).collect(), T0)
+        .await
+        .expect("batch");
+    let claimer = |w: &'static str| async move {
+        let mut got = Vec::new();
+        while let Some(c) = s.claim(w, LEASE, T0 + 1).await.expect("claim") {
+            got.push((c.evaluation.id, c.token));
+        }
+        got
+    };
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        claimer("w1"),
+        claimer("w2"),
+        claimer("w3"),
+        claimer("w4"),
+        claimer("w5"),
+        claimer("w6"),
+        claimer("w7"),
+        claimer("w8"),
+    );
+    let mut ids = BTreeSet::new();
+    let mut tokens = BTreeSet::new();
+    let mut total = 0;
+    for got in [a, b, c, d, e, f, g, h] {
+        total += got.len();
+        for (id, token) in got {
+            assert!(ids.insert(id.clone()), "job {id} was claimed twice");
+            assert!(tokens.insert(token), "a lease token was handed out twice");
+        }
+    }
+    assert_eq!(total, JOBS, "every job claimed exactly once");
+    let stats = s.queue_stats(T0 + 2).await.expect("stats");
+    assert_eq!(stats.counts.get("running").copied(), Some(JOBS as u64));
+}
+
+pub async fn heartbeat_extends_the_lease_and_is_fenced<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0).await;
+    expect_lease_lost(
+        s.heartbeat(&id, "not-the-token", LEASE, T0 + 1).await,
+        "heartbeat with a wrong token",
+    );
+    let st = s
+        .heartbeat(&id, &c.token, LEASE, T0 + 20_000)
+        .await
+        .expect("heartbeat");
+    assert_eq!(
+        st,
+        LeaseState {
+            cancel_requested: false
+        }
+    );
+    // Old expiry T0+30s passed, new one (T0+50s) not yet.
+    assert_eq!(
+        s.reap_expired(&policy(), T0 + 40_000).await.expect("reap"),
+        0
+    );
+    assert_eq!(get(s, &id).await.status, EvaluationStatus::Running);
+    // A heartbeat after the lease ran out but before a reaper noticed still holds the job.
+    s.heartbeat(&id, &c.token, LEASE, T0 + 55_000)
+        .await
+        .expect("late heartbeat");
+    assert_eq!(
+        s.reap_expired(&policy(), T0 + 80_000).await.expect("reap"),
+        0
+    );
+    assert_eq!(
+        s.reap_expired(&policy(), T0 + 85_000).await.expect("reap"),
+        1
+    );
+    expect_lease_lost(
+        s.heartbeat(&id, &c.token, LEASE, T0 + 85_001).await,
+        "heartbeat after the lease was reaped",
+    );
+    // Heartbeats append no events.
+    let evs = all_events(s, &id).await;
+    assert_eq!(evs[evs.len() - 1].kind, EventKind::Status);
+    assert_eq!(json(&evs[evs.len() - 1])["status"], "queued", "{evs:?}");
+}
+
+pub async fn append_output_is_fenced_and_gapless<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let other = submit(s, new_eval("t", 0), T0 + 1).await;
+    let c = claim(s, "w", T0 + 2).await;
+    let c_other = claim(s, "w", T0 + 2).await;
+    assert_eq!(c.evaluation.id, id);
+    let chunks = [
+        (OutputStream::Stdout, "line 1\n"),
+        (OutputStream::Stderr, "warn: ✓ ü\n"),
+        (OutputStream::Stdout, ""),
+        (OutputStream::Stdout, "no newline"),
+        (OutputStream::Stderr, "\t\"quoted\" {json}\n"),
+    ];
+    let mut last = 2; // queued, running
+    for (i, (stream, data)) in chunks.iter().enumerate() {
+        let seq = s
+            .append_output(&id, &c.token, *stream, data, T0 + 3 + i as i64)
+            .await
+            .expect("append");
+        assert_eq!(seq, last + 1, "seq strictly increasing without gaps");
+        last = seq;
+        // Interleave writes to another evaluation: seqs are per evaluation.
+        s.append_output(&other, &c_other.token, OutputStream::Stdout, "x", T0 + 3)
+            .await
+            .expect("append other");
+    }
+    expect_lease_lost(
+        s.append_output(&id, "stale", OutputStream::Stdout, "zombie", T0 + 50)
+            .await,
+        "append with a wrong token",
+    );
+    expect_lease_lost(
+        s.append_output(&id, &c_other.token, OutputStream::Stdout, "x", T0 + 50)
+            .await,
+        "append with another job's token",
+    );
+    let evs = all_events(s, &id).await;
+    assert_eq!(evs.len(), 2 + chunks.len(), "{evs:?}");
+    for (i, (stream, data)) in chunks.iter().enumerate() {
+        let e = &evs[2 + i];
+        assert_eq!(e.kind, EventKind::from(*stream));
+        assert_eq!(e.data, *data, "output is stored verbatim");
+        assert_eq!(e.at, T0 + 3 + i as i64);
+    }
+    assert_eq!(all_events(s, &other).await.len(), 2 + chunks.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finishing
+
+pub async fn finish_with_user_outcome_is_final<S: Store + ?Sized>(s: &S) {
+    let outcomes = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::MemoryExceeded,
+        RunStatus::OutputExceeded,
+        RunStatus::Cancelled,
+    ];
+    for (i, status) in outcomes.into_iter().enumerate() {
+        let now = T0 + 1_000 * i as i64;
+        let id = submit(s, new_eval("t", 0), now).await;
+        let c = claim(s, "w", now + 1).await;
+        assert_eq!(c.evaluation.id, id);
+        s.append_output(&id, &c.token, OutputStream::Stdout, "hello\n", now + 2)
+            .await
+            .expect("append");
+        let result = run_result(status);
+        let got = s
+            .finish(&id, &c.token, &result, &policy(), now + 3)
+            .await
+            .expect("finish");
+        let expected = EvaluationStatus::from(status);
+        assert_eq!(got, expected, "{status} is final");
+        let e = get(s, &id).await;
+        assert_eq!(e.status, expected);
+        assert_eq!(
+            e.result.as_ref(),
+            Some(&result),
+            "the result is stored as given"
+        );
+        assert_eq!(e.finished_at, Some(now + 3));
+        assert_eq!(e.started_at, Some(now + 1));
+        assert_eq!(e.attempts, 1);
+        assert_eq!(e.worker_id.as_deref(), Some("w"));
+        let evs = all_events(s, &id).await;
+        assert_eq!(
+            evs.len(),
+            5,
+            "queued, running, stdout, status, result: {evs:?}"
+        );
+        assert_ends_with_result(&evs, expected);
+        let r = json(&evs[4]);
+        assert_eq!(
+            r["result"]["exit_code"],
+            serde_json::json!(result.exit_code)
+        );
+        assert_eq!(evs[4].at, now + 3);
+        claim_none(s, now + 10 * LEASE_MS, "finished jobs are never claimed").await;
+        assert_eq!(
+            s.reap_expired(&policy(), now + 10 * LEASE_MS)
+                .await
+                .expect("reap"),
+            0
+        );
+    }
+}
+
+pub async fn finish_errored_retries_with_backoff_then_dead_letters<S: Store + ?Sized>(s: &S) {
+    let p = policy(); // backoff 1s, 2s, ...
+    let id = submit(s, new_eval("t", 0), T0).await; // max_attempts 3
+    let errored = run_result(RunStatus::Errored);
+
+    let c1 = claim(s, "w", T0 + 10).await;
+    assert_eq!(c1.attempt, 1);
+    let st = s
+        .finish(&id, &c1.token, &errored, &p, T0 + 20)
+        .await
+        .expect("finish 1");
+    assert_eq!(
+        st,
+        EvaluationStatus::Queued,
+        "a platform failure is retried"
+    );
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Queued);
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.result, None, "no result until terminal");
+    assert_eq!(e.finished_at, None);
+    assert!(
+        e.error
+            .as_deref()
+            .is_some_and(|m| m.contains("runtime crashed")),
+        "the platform error is kept: {:?}",
+        e.error
+    );
+    let evs = all_events(s, &id).await;
+    assert_status_event(&evs[evs.len() - 1], EvaluationStatus::Queued, 1);
+    expect_lease_lost(
+        s.heartbeat(&id, &c1.token, LEASE, T0 + 21).await,
+        "the old token after a retry",
+    );
+    claim_none(s, T0 + 20 + 999, "backoff of 1s not passed").await;
+    let c2 = claim(s, "w", T0 + 20 + 1_000).await;
+    assert_eq!(c2.attempt, 2);
+    assert_ne!(c2.token, c1.token);
+
+    let t = T0 + 5_000;
+    let st = s
+        .finish(&id, &c2.token, &errored, &p, t)
+        .await
+        .expect("finish 2");
+    assert_eq!(st, EvaluationStatus::Queued);
+    claim_none(s, t + 1_999, "backoff of 2s not passed").await;
+    let c3 = claim(s, "w", t + 2_000).await;
+    assert_eq!(c3.attempt, 3);
+
+    let t = T0 + 20_000;
+    let st = s
+        .finish(&id, &c3.token, &errored, &p, t)
+        .await
+        .expect("finish 3");
+    assert_eq!(st, EvaluationStatus::Dead, "the last attempt dead-letters");
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Dead);
+    assert_eq!(e.attempts, 3);
+    assert_eq!(e.finished_at, Some(t));
+    assert!(
+        e.error
+            .as_deref()
+            .is_some_and(|m| m.contains("runtime crashed")),
+        "dead keeps the reason: {:?}",
+        e.error
+    );
+    let evs = all_events(s, &id).await;
+    assert_ends_with_result(&evs, EvaluationStatus::Dead);
+    claim_none(s, t + 3_600_000, "dead jobs are never claimed").await;
+
+    // The evaluation's max_attempts bounds retries, whatever the policy says.
+    let once = submit(s, with_max_attempts(new_eval("t", 0), 1), T0 + 30_000).await;
+    let c = claim(s, "w", T0 + 30_001).await;
+    assert_eq!(c.evaluation.id, once);
+    assert_eq!(
+        s.finish(&once, &c.token, &errored, &p, T0 + 30_002)
+            .await
+            .expect("finish"),
+        EvaluationStatus::Dead
+    );
+}
+
+pub async fn finish_with_stale_token_changes_nothing<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let zombie = claim(s, "zombie", T0).await;
+    assert_eq!(
+        s.reap_expired(&policy(), T0 + LEASE_MS + 1)
+            .await
+            .expect("reap"),
+        1
+    );
+    let live = claim(s, "live", T0 + 3_600_000).await;
+    assert_eq!(live.evaluation.id, id);
+    assert_eq!(live.attempt, 2);
+    let before = get(s, &id).await;
+    let events_before = all_events(s, &id).await;
+
+    for status in [RunStatus::Succeeded, RunStatus::Errored] {
+        expect_lease_lost(
+            s.finish(
+                &id,
+                &zombie.token,
+                &run_result(status),
+                &policy(),
+                T0 + 3_600_001,
+            )
+            .await,
+            "finish with a stale token",
+        );
+    }
+    expect_lease_lost(
+        s.release(&id, &zombie.token, T0 + 3_600_001).await,
+        "release with a stale token",
+    );
+    assert_eq!(get(s, &id).await, before, "a zombie changes nothing");
+    assert_eq!(all_events(s, &id).await, events_before);
+
+    let result = run_result(RunStatus::Failed);
+    s.finish(&id, &live.token, &result, &policy(), T0 + 3_600_002)
+        .await
+        .expect("the live worker finishes");
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Failed);
+    assert_eq!(e.result, Some(result));
+    assert_eq!(e.worker_id.as_deref(), Some("live"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reaping, releasing
+
+pub async fn reap_requeues_expired_leases_and_fences_the_zombie<S: Store + ?Sized>(s: &S) {
+    let p = policy();
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let fresh = submit(s, new_eval("t", 0), T0 + 1).await;
+    let c = claim(s, "w1", T0).await;
+    assert_eq!(c.evaluation.id, id);
+    let c_fresh = claim(s, "w2", T0 + 20_000).await;
+    assert_eq!(c_fresh.evaluation.id, fresh);
+
+    assert_eq!(
+        s.reap_expired(&p, T0 + LEASE_MS - 1).await.expect("reap"),
+        0
+    );
+    let t = T0 + LEASE_MS + 1;
+    assert_eq!(
+        s.reap_expired(&p, t).await.expect("reap"),
+        1,
+        "only the expired lease"
+    );
+    assert_eq!(get(s, &fresh).await.status, EvaluationStatus::Running);
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Queued);
+    assert_eq!(e.attempts, 1, "the lost attempt counts");
+    assert!(
+        e.error.is_some(),
+        "the lost lease is recorded as the last error"
+    );
+    let evs = all_events(s, &id).await;
+    assert_status_event(&evs[evs.len() - 1], EvaluationStatus::Queued, 1);
+
+    // The zombie can no longer write anything.
+    expect_lease_lost(
+        s.heartbeat(&id, &c.token, LEASE, t).await,
+        "zombie heartbeat",
+    );
+    expect_lease_lost(
+        s.append_output(&id, &c.token, OutputStream::Stdout, "x", t)
+            .await,
+        "zombie append",
+    );
+    expect_lease_lost(
+        s.finish(&id, &c.token, &run_result(RunStatus::Succeeded), &p, t)
+            .await,
+        "zombie finish",
+    );
+    assert_eq!(get(s, &id).await, e);
+
+    // Claimable again once the backoff passed.
+    let c2 = claim(s, "w3", t + p.backoff(1).as_millis() as i64).await;
+    assert_eq!(c2.evaluation.id, id);
+    assert_eq!(c2.attempt, 2);
+    // And the zombie's token still does not work after the re-claim.
+    expect_lease_lost(
+        s.finish(
+            &id,
+            &c.token,
+            &run_result(RunStatus::Succeeded),
+            &p,
+            t + 5_000,
+        )
+        .await,
+        "zombie finish after re-claim",
+    );
+    assert_eq!(get(s, &id).await.worker_id.as_deref(), Some("w3"));
+}
+
+pub async fn reap_dead_letters_after_max_attempts<S: Store + ?Sized>(s: &S) {
+    let p = policy();
+    let id = submit(s, with_max_attempts(new_eval("t", 0), 2), T0).await;
+    let mut now = T0;
+    for attempt in 1..=2u32 {
+        let c = claim(s, "w", now).await;
+        assert_eq!(c.attempt, attempt);
+        now = c.lease_expires_at + 1;
+        assert_eq!(s.reap_expired(&p, now).await.expect("reap"), 1);
+        now += p.max_backoff_ms as i64;
+    }
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Dead);
+    assert_eq!(e.attempts, 2);
+    assert_eq!(e.result, None);
+    assert!(e.finished_at.is_some());
+    assert!(e.error.is_some(), "dead keeps a reason");
+    assert_ends_with_result(&all_events(s, &id).await, EvaluationStatus::Dead);
+    claim_none(s, now + 3_600_000, "dead").await;
+    assert_eq!(s.reap_expired(&p, now + 3_600_000).await.expect("reap"), 0);
+}
+
+pub async fn release_requeues_without_consuming_an_attempt<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, with_max_attempts(new_eval("t", 0), 1), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    expect_lease_lost(
+        s.release(&id, "wrong", T0 + 2).await,
+        "release with a wrong token",
+    );
+    s.release(&id, &c.token, T0 + 2).await.expect("release");
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Queued);
+    assert_eq!(e.attempts, 0, "a released attempt is not counted");
+    let evs = all_events(s, &id).await;
+    assert_status_event(&evs[evs.len() - 1], EvaluationStatus::Queued, 0);
+    expect_lease_lost(
+        s.heartbeat(&id, &c.token, LEASE, T0 + 3).await,
+        "heartbeat after release",
+    );
+    // Claimable at once, and the single allowed attempt is still there.
+    let c2 = claim(s, "w2", T0 + 2).await;
+    assert_eq!(c2.attempt, 1);
+    assert_eq!(
+        s.finish(
+            &id,
+            &c2.token,
+            &run_result(RunStatus::Errored),
+            &policy(),
+            T0 + 4
+        )
+        .await
+        .expect("finish"),
+        EvaluationStatus::Dead
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancelling, requeueing
+
+pub async fn cancel_queued_is_immediate_and_terminal<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let e = s.cancel(&id, T0 + 5).await.expect("cancel");
+    assert_eq!(e.status, EvaluationStatus::Cancelled);
+    assert_eq!(e.finished_at, Some(T0 + 5));
+    assert_eq!(e.result, None);
+    assert_eq!(get(s, &id).await, e);
+    let evs = all_events(s, &id).await;
+    assert_eq!(evs.len(), 3, "queued, cancelled, result: {evs:?}");
+    assert_ends_with_result(&evs, EvaluationStatus::Cancelled);
+    claim_none(s, T0 + 10, "a cancelled job is never claimed").await;
+    // Cancelling again changes nothing.
+    assert_eq!(s.cancel(&id, T0 + 20).await.expect("cancel again"), e);
+    assert_eq!(all_events(s, &id).await.len(), 3);
+
+    // A job waiting for a retry is queued too.
+    let retry = submit(s, new_eval("t", 0), T0 + 30).await;
+    let c = claim(s, "w", T0 + 31).await;
+    s.finish(
+        &retry,
+        &c.token,
+        &run_result(RunStatus::Errored),
+        &policy(),
+        T0 + 32,
+    )
+    .await
+    .expect("finish");
+    assert_eq!(
+        s.cancel(&retry, T0 + 33).await.expect("cancel").status,
+        EvaluationStatus::Cancelled
+    );
+    claim_none(s, T0 + 3_600_000, "cancelled during backoff").await;
+}
+
+pub async fn cancel_running_is_requested_until_finish<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    let e = s.cancel(&id, T0 + 2).await.expect("cancel");
+    assert_eq!(
+        e.status,
+        EvaluationStatus::Running,
+        "a running job runs until killed"
+    );
+    assert!(e.cancel_requested);
+    assert_eq!(get(s, &id).await, e);
+    let st = s
+        .heartbeat(&id, &c.token, LEASE, T0 + 3)
+        .await
+        .expect("heartbeat");
+    assert!(
+        st.cancel_requested,
+        "the worker learns of it at its heartbeat"
+    );
+    // Cancelling twice is harmless.
+    assert!(
+        s.cancel(&id, T0 + 4)
+            .await
+            .expect("cancel")
+            .cancel_requested
+    );
+    let result = run_result(RunStatus::Cancelled);
+    assert_eq!(
+        s.finish(&id, &c.token, &result, &policy(), T0 + 5)
+            .await
+            .expect("finish"),
+        EvaluationStatus::Cancelled
+    );
+    let e = get(s, &id).await;
+    assert_eq!(e.status, EvaluationStatus::Cancelled);
+    assert_eq!(e.result, Some(result));
+    assert_ends_with_result(&all_events(s, &id).await, EvaluationStatus::Cancelled);
+}
+
+pub async fn cancel_terminal_is_unchanged<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    s.finish(
+        &id,
+        &c.token,
+        &run_result(RunStatus::Succeeded),
+        &policy(),
+        T0 + 2,
+    )
+    .await
+    .expect("finish");
+    let before = get(s, &id).await;
+    let events = all_events(s, &id).await;
+    let after = s
+        .cancel(&id, T0 + 3)
+        .await
+        .expect("cancel of a terminal job");
+    assert_eq!(after, before);
+    assert!(!after.cancel_requested);
+    assert_eq!(all_events(s, &id).await, events);
+}
+
+pub async fn platform_failure_after_cancel_request_ends_cancelled<S: Store + ?Sized>(s: &S) {
+    // errored
+    let a = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    s.cancel(&a, T0 + 2).await.expect("cancel");
+    assert_eq!(
+        s.finish(
+            &a,
+            &c.token,
+            &run_result(RunStatus::Errored),
+            &policy(),
+            T0 + 3
+        )
+        .await
+        .expect("finish"),
+        EvaluationStatus::Cancelled,
+        "a cancelled job is not retried"
+    );
+    assert_ends_with_result(&all_events(s, &a).await, EvaluationStatus::Cancelled);
+    // lost lease
+    let b = submit(s, new_eval("t", 0), T0 + 10).await;
+    let c = claim(s, "w", T0 + 11).await;
+    s.cancel(&b, T0 + 12).await.expect("cancel");
+    assert_eq!(
+        s.reap_expired(&policy(), c.lease_expires_at + 1)
+            .await
+            .expect("reap"),
+        1
+    );
+    assert_eq!(get(s, &b).await.status, EvaluationStatus::Cancelled);
+    // released
+    let d = submit(s, new_eval("t", 0), T0 + 20).await;
+    let c = claim(s, "w", T0 + 21).await;
+    assert_eq!(c.evaluation.id, d);
+    s.cancel(&d, T0 + 22).await.expect("cancel");
+    s.release(&d, &c.token, T0 + 23).await.expect("release");
+    assert_eq!(get(s, &d).await.status, EvaluationStatus::Cancelled);
+    assert_ends_with_result(&all_events(s, &d).await, EvaluationStatus::Cancelled);
+    claim_none(s, T0 + 3_600_000, "all cancelled").await;
+}
+
+pub async fn requeue_only_dead<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, with_max_attempts(new_eval("t", 0), 1), T0).await;
+    match s.requeue(&id, T0 + 1).await {
+        Err(StoreError::Conflict { status, .. }) => assert_eq!(status, EvaluationStatus::Queued),
+        other => panic!("requeue of a queued job must be Conflict, got {other:?}"),
+    }
+    let c = claim(s, "w", T0 + 2).await;
+    match s.requeue(&id, T0 + 3).await {
+        Err(StoreError::Conflict { status, .. }) => assert_eq!(status, EvaluationStatus::Running),
+        other => panic!("requeue of a running job must be Conflict, got {other:?}"),
+    }
+    s.finish(
+        &id,
+        &c.token,
+        &run_result(RunStatus::Errored),
+        &policy(),
+        T0 + 4,
+    )
+    .await
+    .expect("finish");
+    assert_eq!(get(s, &id).await.status, EvaluationStatus::Dead);
+
+    let e = s.requeue(&id, T0 + 100).await.expect("requeue");
+    assert_eq!(e.status, EvaluationStatus::Queued);
+    assert_eq!(e.attempts, 0, "attempts reset");
+    assert_eq!(e.finished_at, None);
+    assert_eq!(e.error, None);
+    assert_eq!(e.result, None);
+    assert_eq!(get(s, &id).await, e);
+    let evs = all_events(s, &id).await;
+    assert_status_event(&evs[evs.len() - 1], EvaluationStatus::Queued, 0);
+    let c = claim(s, "w", T0 + 100).await;
+    assert_eq!(c.evaluation.id, id);
+    assert_eq!(c.attempt, 1);
+    s.finish(
+        &id,
+        &c.token,
+        &run_result(RunStatus::Succeeded),
+        &policy(),
+        T0 + 101,
+    )
+    .await
+    .expect("finish");
+    match s.requeue(&id, T0 + 102).await {
+        Err(StoreError::Conflict { status, .. }) => {
+            assert_eq!(status, EvaluationStatus::Succeeded)
+        }
+        other => panic!("requeue of a succeeded job must be Conflict, got {other:?}"),
+    }
+}
+
+pub async fn terminal_status_never_changes<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    let result = run_result(RunStatus::Succeeded);
+    s.finish(&id, &c.token, &result, &policy(), T0 + 2)
+        .await
+        .expect("finish");
+    let before = get(s, &id).await;
+    let events = all_events(s, &id).await;
+    let later = T0 + 3_600_000;
+    expect_lease_lost(
+        s.finish(
+            &id,
+            &c.token,
+            &run_result(RunStatus::Failed),
+            &policy(),
+            later,
+        )
+        .await,
+        "finish twice",
+    );
+    expect_lease_lost(
+        s.finish(
+            &id,
+            &c.token,
+            &run_result(RunStatus::Errored),
+            &policy(),
+            later,
+        )
+        .await,
+        "errored after finish",
+    );
+    expect_lease_lost(
+        s.heartbeat(&id, &c.token, LEASE, later).await,
+        "heartbeat after finish",
+    );
+    expect_lease_lost(
+        s.append_output(&id, &c.token, OutputStream::Stdout, "x", later)
+            .await,
+        "append after finish",
+    );
+    expect_lease_lost(
+        s.release(&id, &c.token, later).await,
+        "release after finish",
+    );
+    assert_eq!(s.reap_expired(&policy(), later).await.expect("reap"), 0);
+    claim_none(s, later, "finished").await;
+    s.cancel(&id, later).await.expect("cancel");
+    assert_eq!(get(s, &id).await, before);
+    assert_eq!(all_events(s, &id).await, events);
+}
+
+pub async fn unknown_ids_are_not_found<S: Store + ?Sized>(s: &S) {
+    let p = policy();
+    let r = run_result(RunStatus::Succeeded);
+    expect_not_found(s.cancel("nope", T0).await, "cancel");
+    expect_not_found(s.requeue("nope", T0).await, "requeue");
+    expect_not_found(s.heartbeat("nope", "t", LEASE, T0).await, "heartbeat");
+    expect_not_found(
+        s.append_output("nope", "t", OutputStream::Stdout, "x", T0)
+            .await,
+        "append_output",
+    );
+    expect_not_found(s.finish("nope", "t", &r, &p, T0).await, "finish");
+    expect_not_found(s.release("nope", "t", T0).await, "release");
+    assert_eq!(
+        s.events("nope", 0, 10).await.expect("events of unknown id"),
+        vec![]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events, stats, workers, keys
+
+pub async fn events_paginate<S: Store + ?Sized>(s: &S) {
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let c = claim(s, "w", T0 + 1).await;
+    for i in 0..5 {
+        s.append_output(&id, &c.token, OutputStream::Stdout, &format!("{i}"), T0 + 2)
+            .await
+            .expect("append");
+    }
+    let seqs = |v: Vec<Event>| v.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(s.events(&id, 0, 3).await.expect("events")),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        seqs(s.events(&id, 3, 100).await.expect("events")),
+        vec![4, 5, 6, 7]
+    );
+    assert_eq!(seqs(s.events(&id, 5, 1).await.expect("events")), vec![6]);
+    assert_eq!(
+        seqs(s.events(&id, 7, 10).await.expect("events")),
+        Vec::<i64>::new()
+    );
+    let all = all_events(s, &id).await;
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[2].data, "0");
+    assert_eq!(all[6].data, "4");
+    s.finish(
+        &id,
+        &c.token,
+        &run_result(RunStatus::Succeeded),
+        &policy(),
+        T0 + 3,
+    )
+    .await
+    .expect("finish");
+    assert_eq!(
+        seqs(s.events(&id, 7, 10).await.expect("events")),
+        vec![8, 9]
+    );
+}
+
+pub async fn queue_stats_counts_and_oldest_age<S: Store + ?Sized>(s: &S) {
+    let empty = s.queue_stats(T0).await.expect("stats");
+    assert_eq!(empty.oldest_queued_age_ms, None);
+    assert!(empty.counts.values().all(|&n| n == 0), "{empty:?}");
+    assert!(empty.workers.is_empty());
+
+    let ids: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..5 {
+            v.push(submit(s, new_eval("t", 0), T0 + 100 * i).await);
+        }
+        v
+    };
+    let c0 = claim(s, "w", T0 + 1_000).await; // ids[0]
+    let c1 = claim(s, "w", T0 + 1_000).await; // ids[1]
+    s.finish(
+        &ids[1],
+        &c1.token,
+        &run_result(RunStatus::Failed),
+        &policy(),
+        T0 + 1_001,
+    )
+    .await
+    .expect("finish");
+    s.cancel(&ids[2], T0 + 1_002).await.expect("cancel");
+    let st = s.queue_stats(T0 + 5_000).await.expect("stats");
+    let count = |k: &str| st.counts.get(k).copied().unwrap_or(0);
+    assert_eq!(count("queued"), 2, "{st:?}");
+    assert_eq!(count("running"), 1, "{st:?}");
+    assert_eq!(count("failed"), 1, "{st:?}");
+    assert_eq!(count("cancelled"), 1, "{st:?}");
+    assert_eq!(count("succeeded"), 0, "{st:?}");
+    assert_eq!(
+        st.oldest_queued_age_ms,
+        Some(5_000 - 300),
+        "the oldest queued was created at T0+300"
+    );
+    assert_eq!(c0.evaluation.id, ids[0]);
+}
+
+pub async fn workers_upsert_and_remove<S: Store + ?Sized>(s: &S) {
+    let mut w1 = WorkerInfo {
+        id: "w1".into(),
+        hostname: "host-a".into(),
+        runtime: "runc".into(),
+        slots: 4,
+        running: 0,
+        started_at: T0,
+        last_seen: T0,
+    };
+    let w2 = WorkerInfo {
+        id: "w2".into(),
+        hostname: "host-b".into(),
+        runtime: "runsc".into(),
+        slots: 2,
+        running: 1,
+        started_at: T0 + 5,
+        last_seen: T0 + 5,
+    };
+    s.worker_heartbeat(&w1).await.expect("worker heartbeat");
+    s.worker_heartbeat(&w2).await.expect("worker heartbeat");
+    w1.running = 3;
+    w1.last_seen = T0 + 10;
+    s.worker_heartbeat(&w1)
+        .await
+        .expect("worker heartbeat upsert");
+    let mut workers = s.queue_stats(T0 + 20).await.expect("stats").workers;
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(workers, vec![w1.clone(), w2.clone()]);
+    s.remove_worker("w1").await.expect("remove");
+    s.remove_worker("never-seen").await.expect("remove unknown");
+    assert_eq!(
+        s.queue_stats(T0 + 30).await.expect("stats").workers,
+        vec![w2]
+    );
+}
+
+pub async fn api_keys<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.count_keys().await.expect("count"), 0);
+    let key = ApiKey {
+        id: "key-1".into(),
+        name: "ci".into(),
+        tenant: "acme".into(),
+        role: Role::Member,
+        hash: "a".repeat(64),
+        created_at: T0,
+        expires_at: Some(T0 + 86_400_000),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.create_key(&key).await.expect("create key");
+    assert_eq!(s.count_keys().await.expect("count"), 1);
+    assert_eq!(s.use_key(&"b".repeat(64), T0).await.expect("use"), None);
+
+    let used = s
+        .use_key(&key.hash, T0 + 1_000)
+        .await
+        .expect("use")
+        .expect("known hash");
+    assert_eq!(
+        used,
+        ApiKey {
+            last_used_at: Some(T0 + 1_000),
+            ..key.clone()
+        }
+    );
+    // Later uses are recorded (a backend may coarsen this to once a minute).
+    let later = T0 + 600_000;
+    s.use_key(&key.hash, later).await.expect("use");
+    let again = s
+        .use_key(&key.hash, later)
+        .await
+        .expect("use")
+        .expect("key");
+    assert_eq!(again.last_used_at, Some(later));
+    assert_eq!(again.hash, key.hash);
+
+    let admin = ApiKey {
+        id: "key-2".into(),
+        name: "root".into(),
+        tenant: "ops".into(),
+        role: Role::Admin,
+        hash: "c".repeat(64),
+        created_at: T0,
+        expires_at: None,
+        revoked_at: Some(T0 + 5),
+        last_used_at: None,
+    };
+    s.create_key(&admin).await.expect("create key");
+    assert_eq!(s.count_keys().await.expect("count"), 2);
+    let got = s
+        .use_key(&admin.hash, T0 + 10)
+        .await
+        .expect("use")
+        .expect("key");
+    assert_eq!(got.role, Role::Admin);
+    assert_eq!(
+        got.revoked_at,
+        Some(T0 + 5),
+        "revocation is visible to the caller"
+    );
+}
