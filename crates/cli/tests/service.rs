@@ -593,8 +593,17 @@ async fn server_killed_mid_run_every_evaluation_still_ends_once() {
         // (API + workers).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let q: Value = s.req(&c, reqwest::Method::GET, "/v1/queue").send().await.unwrap().json().await.unwrap();
-            if q["counts"]["running"].as_u64().unwrap_or(0) >= 2 && sandbox_processes_of(data.path()) >= 2 {
+            let q: Value = s
+                .req(&c, reqwest::Method::GET, "/v1/queue")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if q["counts"]["running"].as_u64().unwrap_or(0) >= 2
+                && sandbox_processes_of(data.path()) >= 2
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "nothing started running");
