@@ -671,3 +671,225 @@ async fn worker_killed_mid_run_another_worker_finishes_the_work() {
     assert!(done.iter().any(|e| e["attempts"].as_u64().unwrap() > 1));
     assert_exactly_once(&s, &c, &ids).await;
 }
+
+/// Finds the PIDs of runtime processes started for this data folder's sandboxes.
+fn runtime_pids(data: &Path) -> Vec<i32> {
+    let needle = data.join("state").to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if (cmd.starts_with("/usr/bin/crun") || cmd.starts_with("/usr/sbin/runc"))
+            && cmd.contains(&needle)
+            && cmd.contains(" run ")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn platform_failures_are_dead_lettered_and_can_be_requeued() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &["--max-attempts", "1", "--slots", "1"]);
+    let c = client();
+    let e = s
+        .submit(
+            &c,
+            py("import time\nprint('up', flush=True)\ntime.sleep(2)\nprint('done')"),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap().to_string();
+    // Kill the runtime process under the running evaluation: a platform failure.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pids = loop {
+        let p = runtime_pids(data.path());
+        if !p.is_empty() && s.get(&c, &id).await["status"] == "running" {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the sandbox never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for p in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let done = s
+        .wait_all(&c, std::slice::from_ref(&id), Duration::from_secs(30))
+        .await;
+    assert_eq!(done[0]["status"], "dead", "{}", done[0]);
+    assert!(
+        done[0]["error"].as_str().unwrap().contains("runtime"),
+        "{}",
+        done[0]
+    );
+    let dl: Value = s
+        .req(&c, reqwest::Method::GET, "/v1/dead-letters")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dl["items"][0]["id"], id.as_str());
+    // Requeue: it runs again and succeeds.
+    let r = s
+        .req(
+            &c,
+            reqwest::Method::POST,
+            &format!("/v1/evaluations/{id}/requeue"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let done = s
+        .wait_all(&c, std::slice::from_ref(&id), Duration::from_secs(30))
+        .await;
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    // Requeueing a finished evaluation is a conflict.
+    let r = s
+        .req(
+            &c,
+            reqwest::Method::POST,
+            &format!("/v1/evaluations/{id}/requeue"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_running_work_back_and_it_finishes_after_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let c = client();
+    let id;
+    {
+        let s = serve(data.path(), &["--grace", "300ms", "--slots", "1"]);
+        let e = s
+            .submit(
+                &c,
+                py("import time\nprint('up', flush=True)\ntime.sleep(3)\nprint('done')"),
+            )
+            .await;
+        id = e["id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runtime_pids(data.path()).is_empty() {
+            assert!(Instant::now() < deadline, "the sandbox never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        // It exits by itself after the grace period, having handed the evaluation back.
+        let mut s = s;
+        let status = s.child.wait().unwrap();
+        assert!(status.success(), "graceful exit: {status:?}");
+        assert!(
+            runtime_pids(data.path()).is_empty(),
+            "no sandbox outlives a graceful shutdown"
+        );
+    }
+    let s = serve(data.path(), &["--slots", "1"]);
+    let done = s
+        .wait_all(&c, std::slice::from_ref(&id), Duration::from_secs(30))
+        .await;
+    assert_eq!(done[0]["status"], "succeeded", "{}", done[0]);
+    assert_eq!(
+        done[0]["attempts"], 1,
+        "a hand-back does not count as an attempt: {}",
+        done[0]
+    );
+    let evs = s.events(&c, &id, None).await;
+    let statuses: Vec<String> = evs
+        .iter()
+        .filter(|e| e.1 == "status")
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.2).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["queued", "running", "queued", "running", "succeeded"]
+    );
+}
+
+/// The CLI client against the real server.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_client_commands_against_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &[]);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_assay"))
+            .args(args)
+            .env("ASSAY_URL", &s.url)
+            .env("ASSAY_KEY", &s.key)
+            .output()
+            .unwrap()
+    };
+    let dir = data.path().join("progs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.py"), "print('A')").unwrap();
+    std::fs::write(dir.join("b.py"), "import sys; sys.exit(4)").unwrap();
+    let a = dir.join("a.py");
+
+    let out = cli(&["submit", a.to_str().unwrap(), "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "A\n");
+
+    let out = cli(&["submit", a.to_str().unwrap(), "--follow", "--label", "k=v"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "A\n");
+
+    let out = cli(&[
+        "submit",
+        dir.join("b.py").to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed program: {out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"]["exit_code"], 4);
+    let id = v["id"].as_str().unwrap().to_string();
+
+    let out = cli(&["get", &id, "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"],
+        "failed"
+    );
+    let out = cli(&["list", "--label", "k=v", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"succeeded\""), "{text}");
+
+    let out = cli(&["batch", dir.to_str().unwrap(), "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "one of the two fails: {out:?}");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("succeeded") && summary.contains("failed"),
+        "{summary}"
+    );
+
+    let out = cli(&["get", "no-such-id"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    let out = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(["list"])
+        .env("ASSAY_URL", &s.url)
+        .env("ASSAY_KEY", "ak_wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+}
