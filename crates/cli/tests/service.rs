@@ -893,3 +893,35 @@ async fn cli_client_commands_against_the_server() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 }
+
+/// Many small writes: the event log (what SSE replays) holds exactly the program's output, in
+/// order, and the run is not slowed to one database write per line.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_small_writes_are_streamed_completely_and_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &[]);
+    let c = client();
+    let r = s
+        .req(&c, reqwest::Method::POST, "/v1/evaluations?wait=60")
+        .json(&py("for i in range(20000):\n    print(i)"))
+        .send()
+        .await
+        .unwrap();
+    let ev: Value = r.json().await.unwrap();
+    assert_eq!(ev["status"], "succeeded", "{ev}");
+    let id = ev["id"].as_str().unwrap();
+    let expected: String = (0..20000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(ev["result"]["stdout"].as_str().unwrap(), expected);
+    let evs = s.events(&c, id, None).await;
+    let streamed: String = evs
+        .iter()
+        .filter(|e| e.1 == "stdout")
+        .map(|e| serde_json::from_str::<String>(&e.2).unwrap())
+        .collect();
+    assert_eq!(streamed, expected);
+    let chunks = evs.iter().filter(|e| e.1 == "stdout").count();
+    assert!(
+        chunks < 20000,
+        "coalesced into fewer events than lines: {chunks}"
+    );
+}

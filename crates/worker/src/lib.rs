@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Output chunks already waiting are merged into one event up to this size.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub id: String,
@@ -193,10 +196,33 @@ impl Worker {
             );
             tokio::spawn(async move {
                 let mut utf8 = [Utf8Carry::default(), Utf8Carry::default()];
-                while let Some(event) = rx.recv().await {
-                    let RunEvent::Output { stream, data } = event else {
+                let mut held: Option<RunEvent> = None;
+                loop {
+                    let event = match held.take() {
+                        Some(e) => e,
+                        None => match rx.recv().await {
+                            Some(e) => e,
+                            None => break,
+                        },
+                    };
+                    let RunEvent::Output { stream, mut data } = event else {
                         continue;
                     };
+                    // Coalesce what is already waiting on the same stream into one write: a
+                    // program printing many small lines costs a few transactions, not one each.
+                    while data.len() < COALESCE_BYTES {
+                        match rx.try_recv() {
+                            Ok(RunEvent::Output {
+                                stream: s,
+                                data: more,
+                            }) if s == stream => data.extend_from_slice(&more),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     let text = utf8[stream as usize].push(&data);
                     if text.is_empty() {
                         continue;
