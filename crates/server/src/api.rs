@@ -433,10 +433,17 @@ async fn requeue(
 /// Queue status: counts by status, the oldest queued age, workers and their load.
 #[utoipa::path(get, path = "/v1/queue", responses((status = 200, body = QueueView)))]
 async fn queue(State(st): State<AppState>) -> Result<Json<QueueView>, ApiError> {
-    Ok(Json(QueueView::from(
-        &st.store.queue_stats(now_millis()).await?,
-    )))
+    let now = now_millis();
+    let mut stats = st.store.queue_stats(now).await?;
+    // Workers heartbeat every few seconds; one silent for longer than this is gone (killed, or
+    // its machine is) and is not shown as capacity.
+    stats
+        .workers
+        .retain(|w| now - w.last_seen <= WORKER_STALE_MS);
+    Ok(Json(QueueView::from(&stats)))
 }
+
+const WORKER_STALE_MS: i64 = 30_000;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
