@@ -88,6 +88,27 @@ pub struct RunResult {
     pub error: Option<String>,
 }
 
+impl RunResult {
+    /// The result of a run the platform could not carry out (nothing ran, or it was cut off by
+    /// a platform fault): `errored`, with the reason.
+    pub fn platform_error(runtime: &str, error: impl Into<String>) -> RunResult {
+        RunResult {
+            status: RunStatus::Errored,
+            exit_code: None,
+            signal: None,
+            wall_ms: 0,
+            cpu_ms: 0,
+            peak_memory_bytes: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            runtime: runtime.into(),
+            error: Some(error.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

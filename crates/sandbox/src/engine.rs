@@ -303,20 +303,7 @@ impl Engine {
         }
         match result {
             Ok(r) => r,
-            Err(e) => RunResult {
-                status: RunStatus::Errored,
-                exit_code: None,
-                signal: None,
-                wall_ms: 0,
-                cpu_ms: 0,
-                peak_memory_bytes: 0,
-                stdout: String::new(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                runtime: self.inner.runtime.kind.name().into(),
-                error: Some(e.to_string()),
-            },
+            Err(e) => RunResult::platform_error(self.inner.runtime.kind.name(), e.to_string()),
         }
     }
 

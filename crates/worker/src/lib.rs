@@ -171,7 +171,7 @@ impl Worker {
             },
             Err(e) => {
                 // Stored programs were validated on submission; this is a platform fault.
-                let result = errored(
+                let result = RunResult::platform_error(
                     self.engine.runtime().name(),
                     format!("stored program is invalid: {e}"),
                 );
@@ -352,23 +352,6 @@ impl Worker {
             }
             Err(e) => tracing::error!(evaluation = %id, error = %e, "could not store the result"),
         }
-    }
-}
-
-fn errored(runtime: &str, error: String) -> RunResult {
-    RunResult {
-        status: RunStatus::Errored,
-        exit_code: None,
-        signal: None,
-        wall_ms: 0,
-        cpu_ms: 0,
-        peak_memory_bytes: 0,
-        stdout: String::new(),
-        stderr: String::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        runtime: runtime.into(),
-        error: Some(error),
     }
 }
 
