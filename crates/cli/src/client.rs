@@ -1,9 +1,9 @@
 //! The client commands: talk to an Assay server over its HTTP API.
 //!
-//! `submit`, `logs`, `get`, `list`, `cancel` and `batch`. Where the server is and which key to
-//! present come from [`Connection`]: a flag, then the environment (both through clap), then the
-//! config file, then the defaults (`http://127.0.0.1:8080`, and the admin key the server writes
-//! to `./assay-data/admin.key` on first start).
+//! `submit`, `logs`, `get`, `list`, `cancel`, `batch` and `keys` (in `crate::keys`). Where the
+//! server is and which key to present come from [`Connection`]: a flag, then the environment
+//! (both through clap), then the config file, then the defaults (`http://127.0.0.1:8080`, and
+//! the admin key the server writes to `./assay-data/admin.key` on first start).
 //!
 //! Exit codes: 0 success; 1 the program (or a program of a batch) did not succeed; 2 a client
 //! error (bad input, or a 4xx answer); 3 the platform failed (connection failure, 5xx, or an
@@ -39,7 +39,7 @@ const MAX_PAGE: u32 = 1000;
 /// How long one long-poll (`?wait=`) asks the server to hold the request.
 const LONG_POLL_SECS: u64 = 30;
 /// Time limit of an ordinary request (not a long-poll, not an event stream).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time limit of one batch upload (up to 1000 programs).
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// `logs` without `--follow` on a live evaluation: the history is over once the stream has been
@@ -195,6 +195,9 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Manage API keys (needs an admin key): create, list, revoke.
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
 }
 
 /// `KEY=VALUE`, as `--label` takes it.
@@ -403,7 +406,7 @@ fn resolve_settings(
 
 /// A failed API call.
 #[derive(Debug)]
-enum ApiFailure {
+pub(crate) enum ApiFailure {
     /// The server answered with an error.
     Status {
         status: u16,
@@ -704,7 +707,7 @@ fn error_text(e: &Evaluation) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: Url,
     key: String,
@@ -742,7 +745,7 @@ impl Api {
     }
 
     /// A request with the key; no time limit (callers add one, except for event streams).
-    fn req(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+    pub(crate) fn req(&self, method: Method, segments: &[&str]) -> RequestBuilder {
         self.http
             .request(method, self.endpoint(segments))
             .bearer_auth(&self.key)
@@ -766,7 +769,7 @@ impl Api {
         ))
     }
 
-    async fn call(&self, rb: RequestBuilder) -> Result<Value, ApiFailure> {
+    pub(crate) async fn call(&self, rb: RequestBuilder) -> Result<Value, ApiFailure> {
         let resp = self.send(rb).await?;
         let bytes = resp
             .bytes()
@@ -776,7 +779,7 @@ impl Api {
             .map_err(|e| ApiFailure::BadResponse(format!("invalid JSON: {e}")))
     }
 
-    async fn call_as<T: DeserializeOwned>(
+    pub(crate) async fn call_as<T: DeserializeOwned>(
         &self,
         rb: RequestBuilder,
     ) -> Result<(Value, T), ApiFailure> {
@@ -1152,19 +1155,19 @@ fn precheck(items: &[BatchItem]) -> Vec<String> {
 // Output
 // ---------------------------------------------------------------------------------------------
 
-fn out_write(bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn out_write(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
 }
 
-fn err_write(bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn err_write(bytes: &[u8]) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
     err.write_all(bytes)?;
     err.flush()
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     let mut s = serde_json::to_string_pretty(v)?;
     s.push('\n');
     out_write(s.as_bytes())?;
@@ -1230,7 +1233,7 @@ fn parse_time(s: &str) -> Option<SystemTime> {
 }
 
 /// An API time for a table: `2025-01-02 03:04:05` (UTC), or as given if it does not parse.
-fn short_time(s: &str) -> String {
+pub(crate) fn short_time(s: &str) -> String {
     match parse_time(s) {
         Some(t) => humantime::format_rfc3339_seconds(t)
             .to_string()
@@ -1678,6 +1681,7 @@ async fn dispatch(cmd: ClientCommand, api: &Api) -> Result<u8> {
             submit(api, &body, idempotency_key.as_deref(), wait, follow, json).await
         }
         ClientCommand::Logs { follow, id } => logs(api, &id, follow).await,
+        ClientCommand::Keys(cmd) => crate::keys::run(cmd, api).await,
         ClientCommand::Get { id, json } => {
             let (raw, e) = api.get(&id).await?;
             if json {

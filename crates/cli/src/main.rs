@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod client;
+mod keys;
 mod serve;
 
 #[derive(Parser)]
@@ -124,6 +125,9 @@ enum Command {
     },
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Offline administration of a data folder (no server, no key needed).
+    #[command(subcommand)]
+    Admin(keys::AdminCommand),
     /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
     Openapi,
     /// Check that this host can run sandboxes, and say what to fix.
@@ -242,6 +246,10 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(cmd) => client::run(cmd, &cli.conn).await,
+        Command::Admin(cmd) => {
+            keys::admin(cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Openapi => {
             print!("{}", assay_server::openapi_json());
             Ok(ExitCode::SUCCESS)

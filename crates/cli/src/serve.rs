@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug)]
 pub struct DataArgs {
     /// Data folder: the SQLite database and the admin key live here.
     #[arg(long = "data", default_value = "./assay-data", env = "ASSAY_DATA")]

@@ -3,8 +3,10 @@
 use crate::auth::{Caller, require_key};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::keys;
 use crate::view::{
-    BatchRequest, BatchResponse, EvaluationPage, EvaluationView, Health, QueueView, parse_time,
+    BatchRequest, BatchResponse, CreateKeyRequest, EvaluationPage, EvaluationView, Health, KeyList,
+    KeyRole, KeyState, KeyView, MeView, NewKeyView, QueueView, parse_time,
 };
 use crate::{AppState, MAX_BODY_BYTES};
 use assay_domain::{EvaluationStatus, SubmitRequest};
@@ -12,7 +14,7 @@ use assay_store::{Evaluation, ListFilter, NewEvaluation, SubmitOutcome, now_mill
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router, middleware};
 use serde::Deserialize;
 use std::time::Duration;
@@ -26,8 +28,10 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Assay API", description = "Run untrusted code in single-use sandboxes.", version = "1"),
-    paths(submit, submit_batch, list, get_one, cancel, events, requeue, queue, dead_letters, healthz, readyz),
-    components(schemas(ErrorBody, EvaluationView, EvaluationPage, BatchRequest, BatchResponse, QueueView, Health)),
+    paths(submit, submit_batch, list, get_one, cancel, events, requeue, queue, dead_letters,
+        keys::create_key, keys::list_keys, keys::revoke_key, keys::me, healthz, readyz),
+    components(schemas(ErrorBody, EvaluationView, EvaluationPage, BatchRequest, BatchResponse, QueueView, Health,
+        CreateKeyRequest, NewKeyView, KeyView, KeyList, KeyRole, KeyState, MeView)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -56,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/evaluations/{id}/requeue", post(requeue))
         .route("/queue", get(queue))
         .route("/dead-letters", get(dead_letters))
+        .route("/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/keys/{id}", delete(keys::revoke_key))
+        .route("/me", get(keys::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .nest("/v1", v1)
@@ -100,12 +107,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(s.to_string()))
 }
 
-fn params<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn params<T>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
         .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
-/// Submit an evaluation.
+/// Submit an evaluation (admin and member keys), in the key's tenant.
 #[utoipa::path(post, path = "/v1/evaluations", request_body = SubmitRequest, params(SubmitParams,
     ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same evaluation")),
     responses(
@@ -113,6 +122,7 @@ fn params<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> R
         (status = 200, description = "Finished within `wait`", body = EvaluationView),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No or bad API key", body = ErrorBody),
+        (status = 403, description = "A viewer key (`forbidden`)", body = ErrorBody),
         (status = 422, description = "Invalid submission (syntax error, limits above maxima, ...)", body = ErrorBody),
     ))]
 async fn submit(
@@ -197,10 +207,11 @@ async fn wait_terminal(st: &AppState, id: &str, max: Duration) -> Result<Evaluat
     }
 }
 
-/// Submit up to 1000 evaluations at once; validation is all or nothing.
+/// Submit up to 1000 evaluations at once (admin and member keys); validation is all or nothing.
 #[utoipa::path(post, path = "/v1/evaluations/batch", request_body = BatchRequest,
     responses(
         (status = 202, description = "All accepted", body = BatchResponse),
+        (status = 403, description = "A viewer key (`forbidden`)", body = ErrorBody),
         (status = 422, description = "At least one item is invalid; nothing was queued. `details.errors` lists them", body = ErrorBody),
     ))]
 async fn submit_batch(
@@ -314,7 +325,7 @@ fn list_filter(p: ListParams, caller: &Caller) -> Result<ListFilter, ApiError> {
     })
 }
 
-/// List evaluations, newest first.
+/// List evaluations, newest first: the key's tenant's (an admin key: every tenant's).
 #[utoipa::path(get, path = "/v1/evaluations", params(ListParams),
     responses((status = 200, body = EvaluationPage), (status = 400, body = ErrorBody)))]
 async fn list(
@@ -342,7 +353,7 @@ pub(crate) async fn visible(
     }
 }
 
-/// Get one evaluation.
+/// Get one evaluation. Another tenant's is a 404 (admin keys see every tenant).
 #[utoipa::path(get, path = "/v1/evaluations/{id}", params(("id" = String, Path, description = "Evaluation id")),
     responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody)))]
 async fn get_one(
@@ -355,17 +366,18 @@ async fn get_one(
     )))
 }
 
-/// Cancel: a queued evaluation is cancelled at once; a running one is killed by its worker
-/// within a second. A finished one is a 409.
+/// Cancel (admin and member keys): a queued evaluation is cancelled at once; a running one is
+/// killed by its worker within a second. A finished one is a 409; another tenant's a 404.
 #[utoipa::path(post, path = "/v1/evaluations/{id}/cancel", params(("id" = String, Path, description = "Evaluation id")),
-    responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = EvaluationView), (status = 403, description = "A viewer key (`forbidden`)", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<EvaluationView>, ApiError> {
-    caller.require_write()?;
     let ev = visible(&st, &caller, &id).await?;
+    caller.require_write()?;
     if ev.status.is_terminal() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -414,27 +426,34 @@ async fn events(
     Ok(crate::sse::stream(st, id, after).into_response())
 }
 
-/// Requeue a dead-lettered evaluation (attempts reset).
+/// Requeue a dead-lettered evaluation (attempts reset; admin keys only). Another tenant's
+/// evaluation is a 404.
 #[utoipa::path(post, path = "/v1/evaluations/{id}/requeue", params(("id" = String, Path, description = "Evaluation id")),
-    responses((status = 200, body = EvaluationView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = EvaluationView), (status = 403, description = "Not an admin key (`forbidden`)", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn requeue(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<EvaluationView>, ApiError> {
-    caller.require_admin()?;
     visible(&st, &caller, &id).await?;
+    caller.require_admin()?;
     let ev = st.store.requeue(&id, now_millis()).await?;
     st.bus.notify_queue();
     st.bus.publish_events(&id);
     Ok(Json(EvaluationView::from(&ev)))
 }
 
-/// Queue status: counts by status, the oldest queued age, workers and their load.
+/// Queue status: counts by status and the oldest queued age (of the caller's tenant; an admin
+/// key: of all tenants), and the workers (shared by every tenant) and their load.
 #[utoipa::path(get, path = "/v1/queue", responses((status = 200, body = QueueView)))]
-async fn queue(State(st): State<AppState>) -> Result<Json<QueueView>, ApiError> {
+async fn queue(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<QueueView>, ApiError> {
     let now = now_millis();
-    let mut stats = st.store.queue_stats(now).await?;
+    let scope = caller.tenant_scope();
+    let mut stats = st.store.queue_stats(scope.as_deref(), now).await?;
     // Workers heartbeat every few seconds; one silent for longer than this is gone (killed, or
     // its machine is) and is not shown as capacity.
     stats
@@ -453,8 +472,10 @@ pub struct PageParams {
     limit: Option<u32>,
 }
 
-/// Dead-lettered evaluations (platform failures that exhausted their attempts), with reasons.
-#[utoipa::path(get, path = "/v1/dead-letters", params(PageParams), responses((status = 200, body = EvaluationPage)))]
+/// Dead-lettered evaluations (platform failures that exhausted their attempts), with reasons
+/// (admin keys only).
+#[utoipa::path(get, path = "/v1/dead-letters", params(PageParams), responses((status = 200, body = EvaluationPage),
+    (status = 403, description = "Not an admin key (`forbidden`)", body = ErrorBody)))]
 async fn dead_letters(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,

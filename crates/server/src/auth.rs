@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use assay_store::{ApiKey, Role, Store, now_millis};
+use assay_store::{Millis, Role, Store, now_millis};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -14,11 +14,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The caller, as authenticated.
+///
+/// What a role may do: `admin` everything, in every tenant; `member` submit, read and cancel
+/// its own tenant's evaluations; `viewer` read its own tenant's evaluations. Routes on one
+/// evaluation first resolve the id within the caller's tenants ([`Caller::can_see`]: another
+/// tenant's evaluation is a 404, exactly like one that does not exist), then check the role
+/// (403 `forbidden`).
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub key_id: String,
+    /// The key's name.
+    pub name: String,
     pub tenant: String,
     pub role: Role,
+    pub expires_at: Option<Millis>,
 }
 
 impl Caller {
@@ -74,7 +83,14 @@ pub async fn bootstrap_admin_key(
     if store.count_keys().await.map_err(|e| e.to_string())? > 0 {
         return Ok(None);
     }
-    let key = generate_key();
+    let (key, stored) = crate::keys::new_key(
+        "default",
+        Role::Admin,
+        "bootstrap admin",
+        None,
+        now_millis(),
+    )
+    .map_err(|e| e.to_string())?;
     let path = data_dir.join("admin.key");
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -87,20 +103,7 @@ pub async fn bootstrap_admin_key(
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         writeln!(f, "{key}").map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    store
-        .create_key(&ApiKey {
-            id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-            name: "bootstrap admin".into(),
-            tenant: "default".into(),
-            role: Role::Admin,
-            hash: hash_key(&key),
-            created_at: now_millis(),
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    store.create_key(&stored).await.map_err(|e| e.to_string())?;
     Ok(Some(path))
 }
 
@@ -127,9 +130,11 @@ pub async fn require_key(
     let value = header
         .to_str()
         .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    // The scheme is case-insensitive (RFC 9110 11.1); the key is everything after one space.
     let key = value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
             ApiError::unauthorized("malformed Authorization header (expected: Bearer <key>)")
@@ -145,8 +150,10 @@ pub async fn require_key(
     }
     req.extensions_mut().insert(Caller {
         key_id: k.id,
+        name: k.name,
         tenant: k.tenant,
         role: k.role,
+        expires_at: k.expires_at,
     });
     Ok(next.run(req).await)
 }

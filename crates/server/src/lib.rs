@@ -4,13 +4,18 @@
 //! `POST /v1/evaluations[?wait=S]`, `POST /v1/evaluations/batch`, `GET /v1/evaluations`,
 //! `GET /v1/evaluations/{id}`, `POST /v1/evaluations/{id}/cancel`,
 //! `GET /v1/evaluations/{id}/events` (SSE), `POST /v1/evaluations/{id}/requeue`,
-//! `GET /v1/queue`, `GET /v1/dead-letters`, `/healthz`, `/readyz`, `/openapi.json`.
+//! `GET /v1/queue`, `GET /v1/dead-letters`, `POST /v1/keys`, `GET /v1/keys`,
+//! `DELETE /v1/keys/{id}`, `GET /v1/me`, `/healthz`, `/readyz`, `/openapi.json`.
+//!
+//! Every key belongs to a tenant and has a role (see [`Caller`]); a tenant sees only its
+//! own evaluations, and another tenant's is a 404 on every route.
 #![forbid(unsafe_code)]
 
 mod api;
 mod auth;
 pub mod error;
 mod extract;
+pub mod keys;
 mod sse;
 pub mod view;
 
@@ -21,7 +26,8 @@ use axum::Router;
 use std::sync::Arc;
 
 pub use api::ApiDoc;
-pub use auth::{bootstrap_admin_key, generate_key, hash_key};
+pub use auth::{Caller, bootstrap_admin_key, generate_key, hash_key};
+pub use keys::{InvalidKey, new_key, parse_role, validate_key_name, validate_tenant};
 
 /// Largest request body accepted (a batch of 1000 programs fits; one program is capped lower by
 /// validation).

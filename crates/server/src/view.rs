@@ -1,7 +1,8 @@
 //! What the API shows of stored things.
 
+use crate::auth::Caller;
 use assay_domain::{EvaluationStatus, Language, Limits, RunResult, SubmitRequest};
-use assay_store::{Evaluation, Millis, QueueStats, WorkerInfo};
+use assay_store::{ApiKey, Evaluation, Millis, QueueStats, Role, WorkerInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -131,4 +132,144 @@ impl From<&QueueStats> for QueueView {
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
+}
+
+/// A key's role: `admin` (everything, every tenant), `member` (submit, read and cancel its
+/// tenant's evaluations), `viewer` (read its tenant's evaluations).
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl From<Role> for KeyRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => KeyRole::Admin,
+            Role::Member => KeyRole::Member,
+            Role::Viewer => KeyRole::Viewer,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// The tenant the key belongs to: `[a-z0-9][a-z0-9-_.]{0,62}`.
+    #[schema(example = "acme")]
+    pub tenant: String,
+    #[schema(value_type = KeyRole)]
+    pub role: String,
+    /// 1 to 100 characters, to recognise the key by.
+    #[schema(example = "ci runner")]
+    pub name: String,
+    /// RFC 3339, in the future; absent or null: the key does not expire.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// Whether a key authenticates now.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// An API key as listed: never the key itself, never its hash.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: KeyRole,
+    pub state: KeyState,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Recorded at most once a minute.
+    pub last_used_at: Option<String>,
+}
+
+impl KeyView {
+    pub fn new(k: &ApiKey, now: Millis) -> KeyView {
+        let state = if k.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if k.expires_at.is_some_and(|e| e <= now) {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        };
+        KeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            tenant: k.tenant.clone(),
+            role: k.role.into(),
+            state,
+            created_at: rfc3339(k.created_at),
+            expires_at: k.expires_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+            last_used_at: k.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<KeyView>,
+}
+
+/// A new API key. `key` is shown only in this answer: store it now.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct NewKeyView {
+    pub id: String,
+    /// The secret to send as `Authorization: Bearer <key>`.
+    pub key: String,
+    pub tenant: String,
+    pub role: KeyRole,
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+}
+
+impl NewKeyView {
+    pub fn new(k: &ApiKey, secret: String) -> NewKeyView {
+        NewKeyView {
+            id: k.id.clone(),
+            key: secret,
+            tenant: k.tenant.clone(),
+            role: k.role.into(),
+            name: k.name.clone(),
+            created_at: rfc3339(k.created_at),
+            expires_at: k.expires_at.map(rfc3339),
+        }
+    }
+}
+
+/// The key making the request.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone)]
+pub struct MeView {
+    pub key_id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: KeyRole,
+    /// RFC 3339; null: never.
+    pub expires_at: Option<String>,
+}
+
+impl From<&Caller> for MeView {
+    fn from(c: &Caller) -> Self {
+        MeView {
+            key_id: c.key_id.clone(),
+            name: c.name.clone(),
+            tenant: c.tenant.clone(),
+            role: c.role.into(),
+            expires_at: c.expires_at.map(rfc3339),
+        }
+    }
 }

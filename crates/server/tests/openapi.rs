@@ -21,6 +21,9 @@ fn committed_openapi_matches_the_code() {
         "/v1/evaluations/batch",
         "/v1/evaluations/{id}/events",
         "/v1/queue",
+        "/v1/keys",
+        "/v1/keys/{id}",
+        "/v1/me",
         "/healthz",
     ] {
         assert!(

@@ -222,6 +222,12 @@ fn evaluation_from_row(row: &SqliteRow) -> Result<(i64, Evaluation)> {
     ))
 }
 
+macro_rules! key_cols {
+    () => {
+        "id, name, tenant, role, hash, created_at, expires_at, revoked_at, last_used_at"
+    };
+}
+
 fn key_from_row(row: &SqliteRow) -> Result<ApiKey> {
     let role: String = row.try_get("role").map_err(backend)?;
     Ok(ApiKey {
@@ -1045,26 +1051,34 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
+    async fn queue_stats(&self, tenant: Option<&str>, now: Millis) -> Result<QueueStats> {
         let mut conn = self.reader.acquire().await.map_err(backend)?;
         let mut counts: BTreeMap<String, u64> = EvaluationStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
             .collect();
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM evaluations GROUP BY status")
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
+        // `?1 IS NULL`: all tenants; else the (tenant, status, created_at) index serves both.
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM evaluations \
+             WHERE ?1 IS NULL OR tenant = ?1 GROUP BY status",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
         for row in rows {
             let status: String = row.try_get("status").map_err(backend)?;
             let n: i64 = row.try_get("n").map_err(backend)?;
             counts.insert(status, n.max(0) as u64);
         }
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(created_at) FROM evaluations WHERE status = 'queued'")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(backend)?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM evaluations \
+             WHERE status = 'queued' AND (?1 IS NULL OR tenant = ?1)",
+        )
+        .bind(tenant)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
         let workers = sqlx::query(
             "SELECT id, hostname, runtime, slots, running, started_at, last_seen \
              FROM workers ORDER BY id",
@@ -1162,13 +1176,15 @@ impl Store for SqliteStore {
     }
 
     async fn use_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>> {
-        const COLS: &str = "SELECT id, name, tenant, role, hash, created_at, expires_at, \
-                            revoked_at, last_used_at FROM api_keys WHERE hash = ?";
-        let Some(row) = sqlx::query(COLS)
-            .bind(hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
         else {
             return Ok(None);
         };
@@ -1191,6 +1207,53 @@ impl Store for SqliteStore {
             key.last_used_at = Some(key.last_used_at.map_or(now, |t| t.max(now)));
         }
         Ok(Some(key))
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(key_from_row)
+        .transpose()
+    }
+
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at, id"
+        ))
+        .bind(tenant)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn revoke_key(&self, id: &str, now: Millis) -> Result<ApiKey> {
+        // One statement: the first revocation wins, later ones change nothing.
+        let row = sqlx::query(concat!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING ",
+            key_cols!()
+        ))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => key_from_row(&row),
+            None => Err(StoreError::NotFound(id.to_string())),
+        }
     }
 
     async fn count_keys(&self) -> Result<u64> {

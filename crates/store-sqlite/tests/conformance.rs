@@ -160,7 +160,7 @@ async fn several_stores_on_one_file_never_share_a_job() {
         }
     }
     assert_eq!(seen.len(), JOBS);
-    let stats = fx.queue_stats(T0 + 4).await.expect("stats");
+    let stats = fx.queue_stats(None, T0 + 4).await.expect("stats");
     assert_eq!(stats.counts["succeeded"], JOBS as u64);
     for id in seen.iter().take(20) {
         let evs = fx.events(id, 0, 100).await.expect("events");

@@ -104,7 +104,7 @@ async fn throughput() {
     );
     let start = Instant::now();
     for _ in 0..100 {
-        store.queue_stats(T0 + 20_000).await.unwrap();
+        store.queue_stats(None, T0 + 20_000).await.unwrap();
     }
     println!(
         "queue_stats: {:.0}/s",

@@ -30,6 +30,8 @@
 //!   `NotFound`; on a known id with a token that is not current, `LeaseLost`.
 //! - `release` gives the attempt back (`attempts` goes down by one).
 //! - `requeue` clears `error`, `result`, `finished_at` and the lease.
+//! - `list_keys` returns keys oldest first (`created_at`, then `id`), with their hashes;
+//!   `revoke_key` keeps the first `revoked_at`.
 
 use crate::{
     ApiKey, Claim, Event, EventKind, LeaseState, ListFilter, Millis, NewEvaluation, Role, Store,
@@ -109,8 +111,11 @@ macro_rules! conformance_tests {
             unknown_ids_are_not_found
             events_paginate
             queue_stats_counts_and_oldest_age
+            queue_stats_per_tenant
             workers_upsert_and_remove
             api_keys
+            keys_get_and_list_by_tenant
+            revoke_key_is_immediate_and_idempotent
         );
     };
     (@list [test $fixture:path] $($name:ident)*) => {
@@ -824,7 +829,7 @@ pub async fn concurrent_claims_never_share_a_job<S: Store + ?Sized>(s: &S) {
         }
     }
     assert_eq!(total, JOBS, "every job claimed exactly once");
-    let stats = s.queue_stats(T0 + 2).await.expect("stats");
+    let stats = s.queue_stats(None, T0 + 2).await.expect("stats");
     assert_eq!(stats.counts.get("running").copied(), Some(JOBS as u64));
 }
 
@@ -1540,7 +1545,7 @@ pub async fn events_paginate<S: Store + ?Sized>(s: &S) {
 }
 
 pub async fn queue_stats_counts_and_oldest_age<S: Store + ?Sized>(s: &S) {
-    let empty = s.queue_stats(T0).await.expect("stats");
+    let empty = s.queue_stats(None, T0).await.expect("stats");
     assert_eq!(empty.oldest_queued_age_ms, None);
     assert!(empty.counts.values().all(|&n| n == 0), "{empty:?}");
     assert!(empty.workers.is_empty());
@@ -1564,7 +1569,7 @@ pub async fn queue_stats_counts_and_oldest_age<S: Store + ?Sized>(s: &S) {
     .await
     .expect("finish");
     s.cancel(&ids[2], T0 + 1_002).await.expect("cancel");
-    let st = s.queue_stats(T0 + 5_000).await.expect("stats");
+    let st = s.queue_stats(None, T0 + 5_000).await.expect("stats");
     let count = |k: &str| st.counts.get(k).copied().unwrap_or(0);
     assert_eq!(count("queued"), 2, "{st:?}");
     assert_eq!(count("running"), 1, "{st:?}");
@@ -1577,6 +1582,60 @@ pub async fn queue_stats_counts_and_oldest_age<S: Store + ?Sized>(s: &S) {
         "the oldest queued was created at T0+300"
     );
     assert_eq!(c0.evaluation.id, ids[0]);
+}
+
+pub async fn queue_stats_per_tenant<S: Store + ?Sized>(s: &S) {
+    let a1 = submit(s, new_eval("a", 0), T0).await;
+    submit(s, new_eval("a", 0), T0 + 100).await;
+    submit(s, new_eval("b", 0), T0 + 50).await;
+    let b2 = submit(s, new_eval("b", 0), T0 + 200).await;
+    s.cancel(&a1, T0 + 300).await.expect("cancel");
+    s.cancel(&b2, T0 + 300).await.expect("cancel");
+    s.worker_heartbeat(&WorkerInfo {
+        id: "w1".into(),
+        hostname: "h".into(),
+        runtime: "runc".into(),
+        slots: 1,
+        running: 0,
+        started_at: T0,
+        last_seen: T0,
+    })
+    .await
+    .expect("worker heartbeat");
+    let now = T0 + 1_000;
+    let count = |st: &crate::QueueStats, k: &str| st.counts.get(k).copied().unwrap_or(0);
+
+    let all = s.queue_stats(None, now).await.expect("stats");
+    assert_eq!(count(&all, "queued"), 2, "{all:?}");
+    assert_eq!(count(&all, "cancelled"), 2, "{all:?}");
+    assert_eq!(
+        all.oldest_queued_age_ms,
+        Some(1_000 - 50),
+        "b's first, at T0+50"
+    );
+
+    let a = s.queue_stats(Some("a"), now).await.expect("stats");
+    assert_eq!(count(&a, "queued"), 1, "{a:?}");
+    assert_eq!(count(&a, "cancelled"), 1, "{a:?}");
+    assert_eq!(
+        a.oldest_queued_age_ms,
+        Some(1_000 - 100),
+        "a's queued one, at T0+100"
+    );
+    assert_eq!(a.workers.len(), 1, "workers are shared: always listed");
+
+    let b = s.queue_stats(Some("b"), now).await.expect("stats");
+    assert_eq!(count(&b, "queued"), 1, "{b:?}");
+    assert_eq!(b.oldest_queued_age_ms, Some(1_000 - 50));
+
+    let none = s.queue_stats(Some("nobody"), now).await.expect("stats");
+    assert!(none.counts.values().all(|&n| n == 0), "{none:?}");
+    assert_eq!(none.oldest_queued_age_ms, None);
+    assert_eq!(
+        none.counts.keys().collect::<Vec<_>>(),
+        all.counts.keys().collect::<Vec<_>>(),
+        "every status is counted, even at zero"
+    );
 }
 
 pub async fn workers_upsert_and_remove<S: Store + ?Sized>(s: &S) {
@@ -1605,13 +1664,13 @@ pub async fn workers_upsert_and_remove<S: Store + ?Sized>(s: &S) {
     s.worker_heartbeat(&w1)
         .await
         .expect("worker heartbeat upsert");
-    let mut workers = s.queue_stats(T0 + 20).await.expect("stats").workers;
+    let mut workers = s.queue_stats(None, T0 + 20).await.expect("stats").workers;
     workers.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(workers, vec![w1.clone(), w2.clone()]);
     s.remove_worker("w1").await.expect("remove");
     s.remove_worker("never-seen").await.expect("remove unknown");
     assert_eq!(
-        s.queue_stats(T0 + 30).await.expect("stats").workers,
+        s.queue_stats(None, T0 + 30).await.expect("stats").workers,
         vec![w2]
     );
 }
@@ -1680,4 +1739,136 @@ pub async fn api_keys<S: Store + ?Sized>(s: &S) {
         Some(T0 + 5),
         "revocation is visible to the caller"
     );
+}
+
+fn test_key(id: &str, tenant: &str, role: Role, created_at: Millis, hash: char) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: format!("{id} of {tenant}"),
+        tenant: tenant.into(),
+        role,
+        hash: hash.to_string().repeat(64),
+        created_at,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+pub async fn keys_get_and_list_by_tenant<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.list_keys(None).await.expect("list keys"), vec![]);
+    assert_eq!(s.get_key("key-x").await.expect("get key"), None);
+    // Created out of order: the list is by created_at, then id.
+    let k3 = ApiKey {
+        expires_at: Some(T0 + 5_000),
+        ..test_key("key-3", "acme", Role::Viewer, T0 + 20, '3')
+    };
+    let k1 = test_key("key-1", "acme", Role::Member, T0, '1');
+    let k2b = test_key("key-2b", "ops", Role::Admin, T0 + 10, '5');
+    let k2a = test_key("key-2a", "acme", Role::Member, T0 + 10, '4');
+    for k in [&k3, &k1, &k2b, &k2a] {
+        s.create_key(k).await.expect("create key");
+    }
+    assert_eq!(
+        s.list_keys(None).await.expect("list keys"),
+        vec![k1.clone(), k2a.clone(), k2b.clone(), k3.clone()],
+        "all tenants, oldest first, hashes included"
+    );
+    assert_eq!(
+        s.list_keys(Some("acme")).await.expect("list keys"),
+        vec![k1.clone(), k2a.clone(), k3.clone()]
+    );
+    assert_eq!(
+        s.list_keys(Some("ops")).await.expect("list keys"),
+        vec![k2b.clone()]
+    );
+    assert_eq!(
+        s.list_keys(Some("nobody")).await.expect("list keys"),
+        vec![]
+    );
+    assert_eq!(s.get_key("key-3").await.expect("get key"), Some(k3.clone()));
+    assert_eq!(s.get_key("key-2b").await.expect("get key"), Some(k2b));
+    assert_eq!(
+        s.get_key("key-").await.expect("get key"),
+        None,
+        "no prefix match"
+    );
+    // A use shows in the listing.
+    s.use_key(&k1.hash, T0 + 100).await.expect("use");
+    let listed = s.list_keys(Some("acme")).await.expect("list keys");
+    assert_eq!(listed[0].last_used_at, Some(T0 + 100));
+    assert_eq!(
+        s.get_key("key-1")
+            .await
+            .expect("get key")
+            .unwrap()
+            .last_used_at,
+        Some(T0 + 100)
+    );
+    assert_eq!(s.count_keys().await.expect("count"), 4);
+    // Ids and hashes are unique.
+    assert!(
+        s.create_key(&test_key("key-1", "other", Role::Viewer, T0, '9'))
+            .await
+            .is_err(),
+        "a second key with the same id"
+    );
+    assert!(
+        s.create_key(&test_key("key-9", "other", Role::Viewer, T0, '1'))
+            .await
+            .is_err(),
+        "a second key with the same hash"
+    );
+    assert_eq!(s.count_keys().await.expect("count"), 4);
+}
+
+pub async fn revoke_key_is_immediate_and_idempotent<S: Store + ?Sized>(s: &S) {
+    let k = test_key("key-a", "acme", Role::Member, T0, 'a');
+    let other = test_key("key-b", "acme", Role::Member, T0, 'b');
+    s.create_key(&k).await.expect("create key");
+    s.create_key(&other).await.expect("create key");
+    expect_not_found(s.revoke_key("key-nope", T0 + 1).await, "revoke_key");
+
+    let revoked = s.revoke_key("key-a", T0 + 50).await.expect("revoke");
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(T0 + 50),
+            ..k.clone()
+        }
+    );
+    let used = s
+        .use_key(&k.hash, T0 + 51)
+        .await
+        .expect("use")
+        .expect("a revoked key is still found");
+    assert_eq!(
+        used.revoked_at,
+        Some(T0 + 50),
+        "visible to the next use at once"
+    );
+    assert_eq!(
+        s.get_key("key-a")
+            .await
+            .expect("get key")
+            .unwrap()
+            .revoked_at,
+        Some(T0 + 50)
+    );
+    // Again: nothing changes, the first revocation time stays.
+    let again = s.revoke_key("key-a", T0 + 900).await.expect("revoke again");
+    assert_eq!(again.revoked_at, Some(T0 + 50));
+    // The other key is untouched.
+    let o = s.use_key(&other.hash, T0 + 60).await.expect("use").unwrap();
+    assert_eq!(o.revoked_at, None);
+    let listed = s.list_keys(Some("acme")).await.expect("list keys");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|k| (k.id.as_str(), k.revoked_at))
+            .collect::<Vec<_>>(),
+        vec![("key-a", Some(T0 + 50)), ("key-b", None)],
+        "revoked keys stay listed"
+    );
+    assert_eq!(s.count_keys().await.expect("count"), 2);
 }

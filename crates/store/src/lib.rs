@@ -228,7 +228,8 @@ pub struct ApiKey {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("evaluation {0} not found")]
+    /// No evaluation (or API key) with this id.
+    #[error("{0} not found")]
     NotFound(String),
     /// The lease token is not the current one (expired and re-claimed, or finished): the
     /// caller is a zombie and must stop writing.
@@ -317,7 +318,9 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after`, in order, at most `limit`.
     async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>>;
 
-    async fn queue_stats(&self, now: Millis) -> Result<QueueStats>;
+    /// Counts by status and the oldest queued age, of one tenant (`Some`) or of all (`None`);
+    /// the workers are shared by every tenant and always all listed.
+    async fn queue_stats(&self, tenant: Option<&str>, now: Millis) -> Result<QueueStats>;
 
     /// Dead → queued with attempts reset. `Conflict` unless dead.
     async fn requeue(&self, id: &str, now: Millis) -> Result<Evaluation>;
@@ -326,10 +329,23 @@ pub trait Store: Send + Sync + 'static {
 
     async fn remove_worker(&self, id: &str) -> Result<()>;
 
+    /// Stores a new key (its id and hash must be new).
     async fn create_key(&self, key: &ApiKey) -> Result<()>;
 
-    /// Finds a key by hash and records its use.
+    /// Finds a key by hash and records its use. Revoked and expired keys are returned too
+    /// (the caller rejects them).
     async fn use_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>>;
+
+    /// A key by id (revoked and expired ones included).
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>>;
+
+    /// Every key of one tenant (`Some`) or of all (`None`), revoked and expired ones included,
+    /// oldest first (`created_at`, then `id`).
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>>;
+
+    /// Revokes a key from `now` on: `use_key` shows it revoked at once. Revoking a revoked key
+    /// changes nothing (the first `revoked_at` stays). Returns the key; `NotFound` if unknown.
+    async fn revoke_key(&self, id: &str, now: Millis) -> Result<ApiKey>;
 
     async fn count_keys(&self) -> Result<u64>;
 }

@@ -1,0 +1,199 @@
+//! Helpers shared by the tests that run the real `assay` binary as a server (`service.rs`,
+//! `tenants.rs`): start `assay serve` on a free port, talk to it over HTTP.
+// Each test file uses a different subset.
+#![allow(dead_code)]
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn runtime() -> &'static str {
+    // crun is the fast runtime; fall back to runc where crun is missing (CI has both).
+    if "crun"
+        .parse::<assay_sandbox::RuntimeKind>()
+        .unwrap()
+        .find()
+        .is_some()
+    {
+        "crun"
+    } else {
+        "runc"
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    /// The bootstrap admin key (tenant `default`).
+    pub key: String,
+    pub data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn_assay(args: &[&str], data: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--runtime")
+        .arg(runtime())
+        .arg("--state-dir")
+        .arg(data.join("state"))
+        .env_remove("ASSAY_URL")
+        .env_remove("ASSAY_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("assay starts")
+}
+
+/// Starts `assay serve` on a free port and waits for its "listening on" line.
+pub fn serve(data: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = spawn_assay(&args, data);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("assay: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let key = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Server {
+        child,
+        url,
+        key,
+        data: data.to_path_buf(),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    pub fn req(
+        &self,
+        c: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        c.request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+    }
+
+    pub async fn submit(&self, c: &reqwest::Client, body: Value) -> Value {
+        let r = self
+            .req(c, reqwest::Method::POST, "/v1/evaluations")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+        r.json().await.unwrap()
+    }
+
+    pub async fn get(&self, c: &reqwest::Client, id: &str) -> Value {
+        let r = self
+            .req(c, reqwest::Method::GET, &format!("/v1/evaluations/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    /// Polls until every id is terminal (bounded).
+    pub async fn wait_all(
+        &self,
+        c: &reqwest::Client,
+        ids: &[String],
+        limit: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        let mut done: BTreeMap<String, Value> = BTreeMap::new();
+        while done.len() < ids.len() {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} finished in time",
+                done.len(),
+                ids.len()
+            );
+            for id in ids {
+                if done.contains_key(id) {
+                    continue;
+                }
+                let ev = self.get(c, id).await;
+                if !matches!(ev["status"].as_str(), Some("queued" | "running")) {
+                    done.insert(id.clone(), ev);
+                }
+            }
+            if done.len() < ids.len() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        ids.iter().map(|id| done.remove(id).unwrap()).collect()
+    }
+
+    /// The whole SSE stream of a finished evaluation, parsed as (id, event, data).
+    pub async fn events(
+        &self,
+        c: &reqwest::Client,
+        id: &str,
+        last_event_id: Option<i64>,
+    ) -> Vec<(i64, String, String)> {
+        let mut r = self.req(
+            c,
+            reqwest::Method::GET,
+            &format!("/v1/evaluations/{id}/events"),
+        );
+        if let Some(l) = last_event_id {
+            r = r.header("Last-Event-ID", l.to_string());
+        }
+        let text = r.send().await.unwrap().text().await.unwrap();
+        parse_sse(&text)
+    }
+}
+
+pub fn parse_sse(text: &str) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut id, mut event, mut data) = (None, String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if let Some(id) = id {
+            out.push((id, event, data));
+        }
+    }
+    out
+}
+
+pub fn py(code: &str) -> Value {
+    json!({"language": "python", "code": code})
+}
