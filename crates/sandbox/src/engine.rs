@@ -665,6 +665,14 @@ async fn cleanup_dead_engines(engines: &Path, layout: Layout, cgroup_parent: &st
             continue; // a live engine
         }
         let engine_id = entry.file_name().to_string_lossy().into_owned();
+        // First the processes: killing through the cgroups needs no runtime and, once a cgroup
+        // is removed, every process that was in it has exited.
+        let cg_root = Path::new(cgroup_parent).join(&engine_id);
+        for run in cgroup::list_children(layout, &cg_root) {
+            cgroup::remove_tree(layout, &cg_root.join(&run));
+        }
+        cgroup::remove_tree(layout, &cg_root);
+        // Then the runtimes' state of those containers.
         for kind in [RuntimeKind::Runc, RuntimeKind::Crun, RuntimeKind::Runsc] {
             let root = dir.join(kind.name());
             let Some(path) = kind.find() else { continue };
@@ -677,15 +685,21 @@ async fn cleanup_dead_engines(engines: &Path, layout: Layout, cgroup_parent: &st
                 done.sandboxes += 1;
             }
         }
-        let cg_root = Path::new(cgroup_parent).join(&engine_id);
-        for run in cgroup::list_children(layout, &cg_root) {
-            cgroup::remove_tree(layout, &cg_root.join(&run));
-        }
-        cgroup::remove_tree(layout, &cg_root);
         if let Ok(runs) = fs::read_dir(dir.join("runs")) {
             done.sandboxes = done.sandboxes.max(runs.count());
         }
-        let _ = fs::remove_dir_all(&dir);
+        // A runtime process orphaned by the dead engine (runc is not inside the run's cgroup)
+        // may still be removing its own state as its container dies: retry briefly.
+        for attempt in 0..50 {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if attempt == 49 => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a dead engine's directory")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
         done.engines += 1;
     }
     done
