@@ -352,15 +352,24 @@ pub fn kill_tree(layout: Layout, rel: &Path, spare: Option<i32>) -> usize {
             pids.len()
         }
         Layout::V1 | Layout::Hybrid => {
+            let collect = || {
+                let mut pids = Vec::new();
+                procs_in(&Path::new(CGROUP_ROOT).join("pids").join(rel), &mut pids);
+                if pids.is_empty() {
+                    procs_in(&Path::new(CGROUP_ROOT).join("memory").join(rel), &mut pids);
+                }
+                pids.retain(|p| Some(*p) != spare);
+                pids
+            };
+            // Nothing to kill (the common case after a run ended): no freezer round trip.
+            if collect().is_empty() {
+                return 0;
+            }
             let freezer = Path::new(CGROUP_ROOT).join("freezer").join(rel);
             let frozen =
                 freezer.exists() && write_file(&freezer.join("freezer.state"), "FROZEN").is_ok();
-            let mut pids = Vec::new();
-            procs_in(&Path::new(CGROUP_ROOT).join("pids").join(rel), &mut pids);
-            if pids.is_empty() {
-                procs_in(&Path::new(CGROUP_ROOT).join("memory").join(rel), &mut pids);
-            }
-            pids.retain(|p| Some(*p) != spare);
+            // Collected again while frozen: nothing can fork in between.
+            let pids = collect();
             for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }

@@ -24,9 +24,15 @@ const INIT_CANDIDATES: &[&str] = &["/usr/bin/tini-static", "/usr/local/bin/tini-
 /// repeated until the runtime reports the end).
 const TICK: Duration = Duration::from_millis(20);
 
-/// A kill that has not ended the run after this long also kills the runtime process (it is
-/// normally left alive so that it reaps the container's init).
-const RUNTIME_KILL_GRACE: Duration = Duration::from_secs(2);
+/// A kill that has not ended the run after this long also kills the runtime process: runc and
+/// crun are left alive for a while so that they reap the container's init (no zombies for the
+/// host's PID 1); runsc is slow to notice its sandbox died, and is stopped at once.
+fn runtime_kill_grace(kind: RuntimeKind) -> Duration {
+    match kind {
+        RuntimeKind::Runsc => Duration::ZERO,
+        RuntimeKind::Runc | RuntimeKind::Crun => Duration::from_secs(2),
+    }
+}
 
 /// Host processes gVisor itself needs (sentry, gofer, platform stubs) besides the program's.
 const RUNSC_PIDS_BASE: u32 = 128;
@@ -500,7 +506,7 @@ impl Engine {
                         // The kill may have come before the runtime moved the program into the
                         // cgroup: repeat it until the runtime reports the end. A runtime that
                         // does not end within the grace period is killed too.
-                        if since.elapsed() > RUNTIME_KILL_GRACE {
+                        if since.elapsed() >= runtime_kill_grace(inner.runtime.kind) {
                             cg.kill_all();
                             let _ = child.start_kill();
                         } else {
