@@ -30,6 +30,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+mod common;
+use common::{Failures, Stats, command_version, fmt_opt, ms, pass, round2, short};
+
 const PYTHON: &str = "/usr/bin/python3";
 /// The program both sides run, and what it must print.
 const PROGRAM: &str = "print(1)";
@@ -98,70 +101,6 @@ impl Args {
             warmup: self.warmup.unwrap_or(warmup),
         }
     }
-}
-
-/// Every run that did not end as expected, described for humans.
-#[derive(Clone, Default)]
-struct Failures(Arc<std::sync::Mutex<Vec<String>>>);
-
-impl Failures {
-    fn add(&self, what: String) {
-        eprintln!("FAILURE: {what}");
-        self.0.lock().expect("not poisoned").push(what);
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.0.lock().expect("not poisoned").clone()
-    }
-}
-
-/// Order statistics of a sample, in milliseconds.
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    n: usize,
-    median: f64,
-    p90: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(values: &[f64]) -> Option<Stats> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        Some(Stats {
-            n: v.len(),
-            median: percentile(&v, 0.5),
-            p90: percentile(&v, 0.9),
-            max: v[v.len() - 1],
-        })
-    }
-
-    fn json(&self) -> Value {
-        json!({"n": self.n, "median_ms": round2(self.median), "p90_ms": round2(self.p90), "max_ms": round2(self.max)})
-    }
-}
-
-/// Linear interpolation between closest ranks, on sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let pos = p * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// One batch of N runs at a given parallelism.
@@ -265,19 +204,6 @@ async fn direct_once() -> Result<Option<u64>, String> {
         ));
     }
     Ok(None)
-}
-
-/// At most 300 bytes of `s` (for messages), otherwise unchanged: trailing newlines matter.
-fn short(s: &str) -> String {
-    if s.len() > 300 {
-        let mut end = 300;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    } else {
-        s.to_string()
-    }
 }
 
 fn describe(r: &RunResult) -> String {
@@ -500,27 +426,6 @@ fn lat(b: &Batch) -> Option<Stats> {
     Stats::of(&b.latencies)
 }
 
-fn command_version(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     match real_main().await {
@@ -635,15 +540,6 @@ async fn real_main() -> Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
-}
-
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
 }
 
 /// Builds the table and the JSON document.

@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// The latency program, and what it must print.
+mod common;
+use common::{Failures, Stats, command_version, fmt_opt, median, ms, pass, round2, short};
+
 const HELLO: &str = "print('hello')";
 const HELLO_OUT: &str = "hello\n";
 /// The throughput program, and what it must print.
@@ -123,95 +126,6 @@ impl Args {
     }
 }
 
-/// Every run or request that did not end as expected, described for humans.
-#[derive(Clone, Default)]
-struct Failures(Arc<std::sync::Mutex<Vec<String>>>);
-
-impl Failures {
-    fn add(&self, what: String) {
-        eprintln!("FAILURE: {what}");
-        self.0.lock().expect("not poisoned").push(what);
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    fn all(&self) -> Vec<String> {
-        self.0.lock().expect("not poisoned").clone()
-    }
-}
-
-/// Order statistics of a sample, in milliseconds.
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    n: usize,
-    median: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(values: &[f64]) -> Option<Stats> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        Some(Stats {
-            n: v.len(),
-            median: percentile(&v, 0.5),
-            p90: percentile(&v, 0.9),
-            p99: percentile(&v, 0.99),
-            max: v[v.len() - 1],
-        })
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "n": self.n,
-            "median_ms": round2(self.median),
-            "p90_ms": round2(self.p90),
-            "p99_ms": round2(self.p99),
-            "max_ms": round2(self.max),
-        })
-    }
-}
-
-/// Linear interpolation between closest ranks, on sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let pos = p * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    Stats::of(values).map(|s| s.median)
-}
-
-/// At most 300 bytes of `s` (for messages).
-fn short(s: &str) -> String {
-    if s.len() > 300 {
-        let mut end = 300;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    } else {
-        s.to_string()
-    }
-}
-
 /// The first number of `/proc/loadavg` (load over the last minute).
 fn loadavg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -234,27 +148,6 @@ fn cpu_ms(pid: &str) -> Option<(f64, f64)> {
         .map(|x| x.parse().unwrap_or(0.0))
         .collect();
     (f.len() == 4).then(|| ((f[0] + f[1]) * TICK_MS, (f[2] + f[3]) * TICK_MS))
-}
-
-fn command_version(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1150,15 +1043,6 @@ async fn real_main() -> Result<ExitCode> {
 
 // ---------------------------------------------------------------------------------------------
 // The report.
-
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
 
 /// Builds the table and the JSON document.
 fn report(
