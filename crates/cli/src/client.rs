@@ -887,8 +887,9 @@ struct SubmitOptions {
     entrypoint: Option<String>,
 }
 
-/// `limits` from the flags: only what was given.
-fn limits_json(
+/// `limits` from the flags: only what was given. The one parser of the limit flags, for
+/// `assay submit`, `assay batch` and `assay run` alike.
+pub(crate) fn limits_json(
     timeout: Option<&str>,
     cpu_time: Option<&str>,
     memory: Option<&str>,

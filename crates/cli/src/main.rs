@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use assay_domain::{
     LimitOverrides, LimitPolicy, OutputStream, Program, RunResult, RunStatus, format_size,
-    parse_duration, parse_size,
 };
 use assay_sandbox::doctor::{self, Level};
 use assay_sandbox::{
@@ -176,18 +175,14 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let code = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let overrides = LimitOverrides {
-                wall_time_ms: timeout
-                    .map(|t| parse_duration(&t).map(|d| d.as_millis() as u64))
-                    .transpose()?,
-                cpu_time_ms: cpu_time
-                    .map(|t| parse_duration(&t).map(|d| d.as_millis() as u64))
-                    .transpose()?,
-                memory_bytes: memory.map(|m| parse_size(&m)).transpose()?,
-                output_bytes: output.map(|m| parse_size(&m)).transpose()?,
-                pids,
-                ..LimitOverrides::default()
-            };
+            let overrides: LimitOverrides =
+                serde_json::from_value(serde_json::Value::Object(client::limits_json(
+                    timeout.as_deref(),
+                    cpu_time.as_deref(),
+                    memory.as_deref(),
+                    output.as_deref(),
+                    pids,
+                )?))?;
             let limits = LimitPolicy::default().resolve(&overrides)?;
             let stdin = match stdin {
                 Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
