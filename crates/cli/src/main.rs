@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod client;
+mod config;
 mod keys;
 mod serve;
 

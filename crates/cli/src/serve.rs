@@ -20,6 +20,15 @@ pub struct DataArgs {
     /// Data folder: the SQLite database and the admin key live here.
     #[arg(long = "data", default_value = "./assay-data", env = "ASSAY_DATA")]
     pub data: PathBuf,
+    /// Settings file (TOML): quotas, JWT issuer, CORS. See docs/configuration.md.
+    #[arg(long = "config", env = "ASSAY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn settings(&self) -> Result<assay_server::settings::Settings> {
+        crate::config::load(self.config.as_deref())
+    }
 }
 
 #[derive(clap::Args)]
@@ -101,6 +110,7 @@ async fn terminated() {
 }
 
 pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Result<()> {
+    let settings = Arc::new(data.settings()?);
     let store = open_store(&data.data).await?;
     match assay_server::bootstrap_admin_key(store.as_ref(), &data.data)
         .await
@@ -125,6 +135,7 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
         bus,
         limits: LimitPolicy::default(),
         retry: retry(&worker),
+        settings,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -149,6 +160,7 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
 }
 
 pub async fn worker(data: DataArgs, args: WorkerArgs) -> Result<()> {
+    let _settings = data.settings()?;
     let store = open_store(&data.data).await?;
     let shutdown = CancellationToken::new();
     let task = start_worker(store, LocalBus::new(), &args, shutdown.clone())

@@ -9,6 +9,7 @@ mod evaluation;
 mod limits;
 mod parse;
 mod program;
+mod quota;
 mod result;
 mod syntax;
 
@@ -19,5 +20,6 @@ pub use evaluation::{
 pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
 pub use parse::{ParseError, format_size, parse_duration, parse_size};
 pub use program::{Program, ProgramError, ProgramFile};
+pub use quota::{QuotaPolicy, TenantQuota};
 pub use result::{OutputStream, RunResult, RunStatus};
 pub use syntax::{SyntaxError, check_python};

@@ -16,6 +16,7 @@ mod auth;
 pub mod error;
 mod extract;
 pub mod keys;
+pub mod settings;
 mod sse;
 pub mod view;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub bus: LocalBus,
     pub limits: LimitPolicy,
     pub retry: RetryPolicy,
+    /// Operator settings (quotas, external identity, HTTP).
+    pub settings: Arc<settings::Settings>,
 }
 
 /// The whole API as an axum router.
