@@ -1617,6 +1617,13 @@ async fn stream_events(
 /// exit code 2 (4xx) or 3 (connection failure, 5xx); local errors (bad files, flags, config)
 /// are returned.
 pub async fn run(cmd: ClientCommand, conn: &Connection) -> Result<ExitCode> {
+    let api = connect(conn)?;
+    report(dispatch(cmd, &api).await)
+}
+
+/// The API client of the client commands: URL and key from the flags, the environment, the
+/// config file, or the admin key file of the data folder.
+pub(crate) fn connect(conn: &Connection) -> Result<Api> {
     let default_config = default_config_path(
         std::env::var_os("XDG_CONFIG_HOME"),
         std::env::var_os("HOME"),
@@ -1627,8 +1634,13 @@ pub async fn run(cmd: ClientCommand, conn: &Connection) -> Result<ExitCode> {
         .map(|d| PathBuf::from(d).join("admin.key"))
         .unwrap_or_else(|| PathBuf::from(ADMIN_KEY_FILE));
     let settings = resolve_settings(conn, default_config, &admin_key)?;
-    let api = Api::new(&settings)?;
-    match dispatch(cmd, &api).await {
+    Api::new(&settings)
+}
+
+/// A client command's exit status: API failures are reported (and give their exit code) like
+/// every client command's.
+pub(crate) fn report(outcome: Result<u8>) -> Result<ExitCode> {
+    match outcome {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(e) => {
             if let Some(Reported(code)) = e.downcast_ref::<Reported>() {

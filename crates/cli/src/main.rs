@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod audit;
 mod client;
 mod config;
 mod keys;
@@ -128,6 +129,9 @@ enum Command {
     /// Offline administration of a data folder (no server, no key needed).
     #[command(subcommand)]
     Admin(keys::AdminCommand),
+    /// The audit log: verify its hash chain (offline), export it as JSON Lines.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
     Openapi,
     /// Check that this host can run sandboxes, and say what to fix.
@@ -242,6 +246,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(cmd) => client::run(cmd, &cli.conn).await,
+        Command::Audit(cmd) => audit::run(cmd, &cli.conn).await,
         Command::Admin(cmd) => {
             keys::admin(cmd).await?;
             Ok(ExitCode::SUCCESS)

@@ -3,11 +3,11 @@
 
 use crate::EngineArgs;
 use anyhow::{Context, Result};
-use assay_domain::{LimitPolicy, RetryPolicy};
+use assay_domain::{LimitPolicy, QuotaPolicy, RetryPolicy};
 use assay_sandbox::{CancellationToken, Engine};
 use assay_server::AppState;
-use assay_store::Store;
 use assay_store::bus::LocalBus;
+use assay_store::{ClaimPolicy, Store};
 use assay_store_sqlite::SqliteStore;
 use assay_worker::{Worker, WorkerConfig};
 use std::net::SocketAddr;
@@ -73,6 +73,7 @@ async fn start_worker(
     store: Arc<dyn Store>,
     bus: LocalBus,
     args: &WorkerArgs,
+    quotas: &QuotaPolicy,
     shutdown: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let defaults = WorkerConfig::default();
@@ -86,6 +87,7 @@ async fn start_worker(
         lease: args.lease,
         grace: args.grace,
         retry: retry(args),
+        claim: ClaimPolicy::from(quotas),
         ..defaults
     };
     eprintln!(
@@ -111,7 +113,28 @@ async fn terminated() {
 
 pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Result<()> {
     let settings = Arc::new(data.settings()?);
+    settings.quotas.validate()?;
+    assay_server::http::check(&settings.http)?;
+    let jwt = match &settings.jwt {
+        Some(j) => {
+            let v = Arc::new(assay_server::jwt::JwtVerifier::new(j)?);
+            v.prime().await;
+            eprintln!("assay: accepting JWTs from issuer {:?}", j.issuer);
+            Some(v)
+        }
+        None => None,
+    };
     let store = open_store(&data.data).await?;
+    if let Some(key) = &settings.admin.key {
+        // Before the bootstrap: with an operator key, no admin.key file is generated.
+        match assay_server::install_operator_admin_key(store.as_ref(), key.expose())
+            .await
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(id) => eprintln!("assay: installed the configured admin key as {id}"),
+            None => eprintln!("assay: the configured admin key is installed"),
+        }
+    }
     match assay_server::bootstrap_admin_key(store.as_ref(), &data.data)
         .await
         .map_err(anyhow::Error::msg)?
@@ -120,6 +143,7 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
             "assay: created an admin API key; it is in {} (mode 0600)",
             path.display()
         ),
+        None if settings.admin.key.is_some() => {}
         None => eprintln!(
             "assay: API keys exist; the first admin key was written to {} on first start",
             data.data.join("admin.key").display()
@@ -128,14 +152,22 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
     let bus = LocalBus::new();
     let shutdown = CancellationToken::new();
     let store_dyn: Arc<dyn Store> = store.clone();
-    let worker_task =
-        start_worker(store_dyn.clone(), bus.clone(), &worker, shutdown.clone()).await?;
+    let worker_task = start_worker(
+        store_dyn.clone(),
+        bus.clone(),
+        &worker,
+        &settings.quotas,
+        shutdown.clone(),
+    )
+    .await?;
     let state = AppState {
         store: store_dyn,
         bus,
         limits: LimitPolicy::default(),
         retry: retry(&worker),
         settings,
+        jwt,
+        quota: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -145,13 +177,17 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
     println!("assay: listening on http://{addr}");
     let app = assay_server::router(state);
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            terminated().await;
-            eprintln!("assay: shutting down: no new work is claimed; running evaluations finish or are handed back");
-            stop.cancel();
-        })
-        .await?;
+    // With the peer's address: the audit log records it as each call's source.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        terminated().await;
+        eprintln!("assay: shutting down: no new work is claimed; running evaluations finish or are handed back");
+        stop.cancel();
+    })
+    .await?;
     shutdown.cancel();
     if let Some(t) = worker_task {
         let _ = t.await;
@@ -160,12 +196,20 @@ pub async fn serve(listen: SocketAddr, data: DataArgs, worker: WorkerArgs) -> Re
 }
 
 pub async fn worker(data: DataArgs, args: WorkerArgs) -> Result<()> {
-    let _settings = data.settings()?;
+    // A worker applies the running caps (`[quotas]`); the rest of the settings is the API's.
+    let settings = data.settings()?;
+    settings.quotas.validate()?;
     let store = open_store(&data.data).await?;
     let shutdown = CancellationToken::new();
-    let task = start_worker(store, LocalBus::new(), &args, shutdown.clone())
-        .await?
-        .context("--slots 0: nothing to do")?;
+    let task = start_worker(
+        store,
+        LocalBus::new(),
+        &args,
+        &settings.quotas,
+        shutdown.clone(),
+    )
+    .await?
+    .context("--slots 0: nothing to do")?;
     let stop = shutdown.clone();
     tokio::spawn(async move {
         terminated().await;

@@ -20,6 +20,9 @@ pub use evaluation::{
 pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
 pub use parse::{ParseError, format_size, parse_duration, parse_size};
 pub use program::{Program, ProgramError, ProgramFile};
-pub use quota::{QuotaPolicy, TenantQuota};
+pub use quota::{
+    DEFAULT_BURST, DEFAULT_MAX_QUEUED, DEFAULT_MAX_QUEUED_TOTAL, DEFAULT_RATE_PER_MINUTE,
+    QuotaError, QuotaPolicy, TenantQuota,
+};
 pub use result::{OutputStream, RunResult, RunStatus};
 pub use syntax::{SyntaxError, check_python};

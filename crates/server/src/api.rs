@@ -1,5 +1,6 @@
 //! Routes and handlers.
 
+use crate::audit;
 use crate::auth::{Caller, require_key};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -29,9 +30,10 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 #[openapi(
     info(title = "Assay API", description = "Run untrusted code in single-use sandboxes.", version = "1"),
     paths(submit, submit_batch, list, get_one, cancel, events, requeue, queue, dead_letters,
-        keys::create_key, keys::list_keys, keys::revoke_key, keys::me, healthz, readyz),
+        keys::create_key, keys::list_keys, keys::revoke_key, keys::me, audit::list, healthz, readyz),
     components(schemas(ErrorBody, EvaluationView, EvaluationPage, BatchRequest, BatchResponse, QueueView, Health,
-        CreateKeyRequest, NewKeyView, KeyView, KeyList, KeyRole, KeyState, MeView)),
+        CreateKeyRequest, NewKeyView, KeyView, KeyList, KeyRole, KeyState, MeView,
+        audit::AuditEntryView, audit::AuditPage)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -45,7 +47,20 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("Assay API key (ak_…) or JWT")
+                    .description(Some(
+                        "`Authorization: Bearer <token>`. The token is an Assay API key \
+                         (`ak_` and 40 hex digits), or, when the server is configured with \
+                         `[jwt]`, a JWT (RS256 or ES256) from the configured issuer: `iss`, \
+                         `aud`, `exp` and `sub` are required, the tenant and the role come \
+                         from the configured claims, and `/v1/me` shows the caller as \
+                         `key_id` `jwt:<sub>`. Never in the query string.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
@@ -63,7 +78,12 @@ pub fn router(state: AppState) -> Router {
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{id}", delete(keys::revoke_key))
         .route("/me", get(keys::me))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+        .route("/audit", get(audit::list))
+        // Inside authentication: hands the caller out to the audit recorder.
+        .layer(middleware::from_fn(audit::expose_caller))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        // Outside authentication: records state-changing calls and failed authentications.
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
@@ -123,7 +143,11 @@ pub(crate) fn params<T>(
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No or bad API key", body = ErrorBody),
         (status = 403, description = "A viewer key (`forbidden`)", body = ErrorBody),
-        (status = 422, description = "Invalid submission (syntax error, limits above maxima, ...)", body = ErrorBody),
+        (status = 422, description = "Invalid submission (syntax error, limits above the operator's or the tenant's maxima: `limit_exceeded`, ...)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this key's submission rate (token bucket) is used up, `details` `{rate_per_minute, burst, requested, retry_after_ms}`; or `quota_exceeded`: the tenant's queued cap is reached, `details` `{limit, queued, requested}`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "`queue_full`: the global queue cap is reached", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ))]
 async fn submit(
     State(st): State<AppState>,
@@ -140,19 +164,27 @@ async fn submit(
             format!("wait is at most {MAX_WAIT_SECS} seconds"),
         ));
     }
-    let submission = req.validate(&st.limits)?;
+    let quota = st.settings.quotas.for_tenant(&caller.tenant);
+    st.quota.check_rate(quota, &caller.key_id, 1)?;
+    let submission = req.validate(&quota.limit_policy(&st.limits))?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let permit = st
+        .quota
+        .admit(st.store.as_ref(), &st.settings.quotas, &caller.tenant, 1)
+        .await?;
     let outcome = st
         .store
         .submit(
             NewEvaluation {
                 tenant: caller.tenant.clone(),
                 submission,
-                idempotency_key: idempotency_key(&headers)?,
+                idempotency_key,
                 max_attempts: st.retry.max_attempts,
             },
             now_millis(),
         )
         .await?;
+    drop(permit);
     if matches!(outcome, SubmitOutcome::Created(_)) {
         tracing::debug!(key = %caller.key_id, evaluation = %outcome.evaluation().id, "submitted");
         st.bus.notify_queue();
@@ -212,7 +244,11 @@ async fn wait_terminal(st: &AppState, id: &str, max: Duration) -> Result<Evaluat
     responses(
         (status = 202, description = "All accepted", body = BatchResponse),
         (status = 403, description = "A viewer key (`forbidden`)", body = ErrorBody),
-        (status = 422, description = "At least one item is invalid; nothing was queued. `details.errors` lists them", body = ErrorBody),
+        (status = 422, description = "At least one item is invalid; nothing was queued. `details.errors` lists them (`invalid_batch`; also when the batch is larger than the key's burst)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (the batch takes one token per item, all or nothing) or `quota_exceeded` (the batch does not fit under the tenant's queued cap); nothing was queued", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "`queue_full`: the batch does not fit under the global queue cap; nothing was queued", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ))]
 async fn submit_batch(
     State(st): State<AppState>,
@@ -229,10 +265,15 @@ async fn submit_batch(
             ),
         ));
     }
-    let mut items = Vec::with_capacity(req.items.len());
+    let quota = st.settings.quotas.for_tenant(&caller.tenant);
+    let n = req.items.len();
+    st.quota
+        .check_rate(quota, &caller.key_id, u32::try_from(n).unwrap_or(u32::MAX))?;
+    let limits = quota.limit_policy(&st.limits);
+    let mut items = Vec::with_capacity(n);
     let mut errors = Vec::new();
     for (index, item) in req.items.iter().enumerate() {
-        match item.validate(&st.limits) {
+        match item.validate(&limits) {
             Ok(submission) => items.push(NewEvaluation {
                 tenant: caller.tenant.clone(),
                 submission,
@@ -256,7 +297,17 @@ async fn submit_batch(
         )
         .with_details(serde_json::json!({"errors": errors})));
     }
+    let permit = st
+        .quota
+        .admit(
+            st.store.as_ref(),
+            &st.settings.quotas,
+            &caller.tenant,
+            n as u64,
+        )
+        .await?;
     let outcomes = st.store.submit_batch(items, now_millis()).await?;
+    drop(permit);
     st.bus.notify_queue();
     let items = outcomes
         .iter()

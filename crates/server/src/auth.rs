@@ -1,5 +1,6 @@
 //! API keys: random, shown once, stored as SHA-256; `Authorization: Bearer <key>` on every
-//! `/v1` call. Keys in query strings are never accepted.
+//! `/v1` call. With `[jwt]` configured, a bearer token that is not an Assay key (`ak_…`) but a
+//! JWT is verified by [`crate::jwt`]. Keys and tokens in query strings are never accepted.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -107,6 +108,59 @@ pub async fn bootstrap_admin_key(
     Ok(Some(path))
 }
 
+/// Whether `key` is acceptable as an operator-provided admin key: `ak_` and at least 32 of
+/// `A-Z a-z 0-9 - _` (at most 200).
+pub fn valid_operator_key(key: &str) -> bool {
+    key.strip_prefix("ak_").is_some_and(|rest| {
+        (32..=200).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Installs the operator's admin key (`[admin] key`, e.g. from `ASSAY_ADMIN__KEY_FILE`) as an
+/// admin key of tenant `default`, stored as its hash, unless a key with that hash exists.
+/// Returns the new key's id, or `None` when it was known (a revoked one stays revoked).
+/// Errors never contain the key.
+pub async fn install_operator_admin_key(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<String>, String> {
+    if !valid_operator_key(key) {
+        return Err(
+            "admin.key: must be ak_ followed by 32 to 200 of A-Z a-z 0-9 - _ (e.g. ak_ and \
+             `openssl rand -hex 20`)"
+                .into(),
+        );
+    }
+    let hash = hash_key(key);
+    let known = store
+        .list_keys(Some("default"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(k) = known.iter().find(|k| k.hash == hash) {
+        if k.revoked_at.is_some() {
+            tracing::warn!(key = %k.id, "the configured admin key was revoked; it stays revoked");
+        }
+        return Ok(None);
+    }
+    let now = now_millis();
+    let stored = assay_store::ApiKey {
+        id: crate::keys::new_key_id(),
+        name: "operator admin (config)".into(),
+        tenant: "default".into(),
+        role: Role::Admin,
+        hash,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.create_key(&stored).await.map_err(|e| e.to_string())?;
+    Ok(Some(stored.id))
+}
+
 /// Middleware: authenticates `/v1` calls and puts the [`Caller`] in the request extensions.
 pub async fn require_key(
     State(state): State<AppState>,
@@ -116,7 +170,10 @@ pub async fn require_key(
     if let Some(q) = req.uri().query()
         && q.split('&').any(|kv| {
             let k = kv.split('=').next().unwrap_or("");
-            matches!(k, "key" | "api_key" | "apikey" | "token" | "access_token")
+            matches!(
+                k.to_ascii_lowercase().as_str(),
+                "key" | "api_key" | "apikey" | "token" | "access_token" | "jwt" | "id_token"
+            )
         })
     {
         return Err(ApiError::bad_request(
@@ -139,22 +196,31 @@ pub async fn require_key(
         .ok_or_else(|| {
             ApiError::unauthorized("malformed Authorization header (expected: Bearer <key>)")
         })?;
-    let now = now_millis();
-    let found = state.store.use_key(&hash_key(key), now).await?;
-    let k = found.ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-    if k.revoked_at.is_some() {
-        return Err(ApiError::unauthorized("API key revoked"));
-    }
-    if k.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::unauthorized("API key expired"));
-    }
-    req.extensions_mut().insert(Caller {
-        key_id: k.id,
-        name: k.name,
-        tenant: k.tenant,
-        role: k.role,
-        expires_at: k.expires_at,
-    });
+    let caller = if !key.starts_with("ak_") && crate::jwt::looks_like_jwt(key) {
+        // External identity (see `jwt.rs`): only when an issuer is configured.
+        let verifier = state.jwt.as_ref().ok_or_else(|| {
+            ApiError::unauthorized("JWTs are not accepted here (no [jwt] issuer configured)")
+        })?;
+        verifier.verify(key).await?
+    } else {
+        let now = now_millis();
+        let found = state.store.use_key(&hash_key(key), now).await?;
+        let k = found.ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        if k.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("API key revoked"));
+        }
+        if k.expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::unauthorized("API key expired"));
+        }
+        Caller {
+            key_id: k.id,
+            name: k.name,
+            tenant: k.tenant,
+            role: k.role,
+            expires_at: k.expires_at,
+        }
+    };
+    req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
 

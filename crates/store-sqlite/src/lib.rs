@@ -13,13 +13,16 @@
 //! increasing per evaluation.
 #![forbid(unsafe_code)]
 
+mod audit;
+
 use assay_domain::{
     AfterAttempt, EvaluationStatus, Language, Limits, OutputStream, ProgramFile, RetryPolicy,
     RunResult, RunStatus,
 };
 use assay_store::{
-    ApiKey, Claim, Evaluation, Event, EventKind, LeaseState, ListFilter, Millis, NewEvaluation,
-    Page, QueueStats, Result, Role, Store, StoreError, SubmitOutcome, WorkerInfo,
+    ApiKey, AuditEntry, AuditFilter, AuditVerification, Claim, ClaimPolicy, Evaluation, Event,
+    EventKind, LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Page, QueueStats,
+    Result, Role, Store, StoreError, SubmitOutcome, WorkerInfo,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -699,6 +702,89 @@ async fn insert_evaluations(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fair claiming
+
+/// The queued job to claim next (its `pk`), under `policy`'s running caps: among tenants below
+/// their cap with a claimable job, the tenant with the fewest running evaluations, then the
+/// highest priority, then the oldest. Runs inside the claim's write transaction.
+///
+/// Cost: one scan of the running evaluations (few: at most the slots of all workers), one
+/// index seek per tenant with queued work to find those tenants, then one seek per tenant
+/// (in rising order of running count, stopping once no later tenant can win) for its best job.
+async fn pick_claimable(
+    conn: &mut SqliteConnection,
+    policy: &ClaimPolicy,
+    now: Millis,
+) -> Result<Option<i64>> {
+    let mut running: HashMap<String, u32> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT tenant, COUNT(*) AS n FROM evaluations INDEXED BY evaluations_running_tenant \
+         WHERE status = 'running' GROUP BY tenant",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?
+    {
+        let tenant: String = row.try_get("tenant").map_err(backend)?;
+        let n: i64 = row.try_get("n").map_err(backend)?;
+        running.insert(tenant, u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    // The distinct tenants with queued work: a skip scan of the queue index (SQLite has no
+    // loose index scan of its own; each step is one seek past the previous tenant).
+    let tenants: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE q(tenant) AS ( \
+           SELECT (SELECT MIN(tenant) FROM evaluations INDEXED BY evaluations_queue_tenant \
+                   WHERE status = 'queued') \
+           UNION ALL \
+           SELECT (SELECT MIN(e.tenant) FROM evaluations e INDEXED BY evaluations_queue_tenant \
+                   WHERE e.status = 'queued' AND e.tenant > q.tenant) \
+           FROM q WHERE q.tenant IS NOT NULL) \
+         SELECT tenant FROM q WHERE tenant IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut candidates: Vec<(u32, String)> = tenants
+        .into_iter()
+        .filter_map(|t| {
+            let n = running.get(&t).copied().unwrap_or(0);
+            let capped = policy.max_running(&t).is_some_and(|cap| n >= cap);
+            (!capped).then_some((n, t))
+        })
+        .collect();
+    candidates.sort();
+    // (running, -priority, created_at, pk): the smallest wins.
+    let mut best: Option<(u32, i64, Millis, i64)> = None;
+    for (n, tenant) in candidates {
+        if best.is_some_and(|b| b.0 < n) {
+            break;
+        }
+        let row = sqlx::query(
+            "SELECT pk, priority, created_at FROM evaluations INDEXED BY evaluations_queue_tenant \
+             WHERE status = 'queued' AND tenant = ? AND not_before <= ? \
+             ORDER BY priority DESC, created_at, pk LIMIT 1",
+        )
+        .bind(&tenant)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { continue };
+        let priority: i64 = row.try_get("priority").map_err(backend)?;
+        let key = (
+            n,
+            -priority,
+            row.try_get::<Millis, _>("created_at").map_err(backend)?,
+            row.try_get::<i64, _>("pk").map_err(backend)?,
+        );
+        if best.is_none_or(|b| key < b) {
+            best = Some(key);
+        }
+    }
+    Ok(best.map(|b| b.3))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cursors: "<created_at>.<pk>" of the last item of a page.
 
 fn encode_cursor(created_at: Millis, pk: i64) -> String {
@@ -861,17 +947,25 @@ impl Store for SqliteStore {
         Ok(e)
     }
 
-    async fn claim(&self, worker_id: &str, lease: Duration, now: Millis) -> Result<Option<Claim>> {
+    async fn claim(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        policy: &ClaimPolicy,
+        now: Millis,
+    ) -> Result<Option<Claim>> {
         let token = uuid::Uuid::new_v4().to_string();
         let expires = now.saturating_add(lease.as_millis() as i64);
         let mut tx = self.write_tx().await?;
+        // The pick and the update share the write lock: no other claim can slip in between.
+        let Some(pk) = pick_claimable(&mut tx, policy, now).await? else {
+            return Ok(None);
+        };
         let row = sqlx::query(concat!(
             "UPDATE evaluations SET status = 'running', attempts = attempts + 1, \
              lease_token = ?, lease_expires_at = ?, worker_id = ?, started_at = ?, \
              next_seq = next_seq + 1 \
-             WHERE pk = (SELECT pk FROM evaluations INDEXED BY evaluations_claim \
-                         WHERE status = 'queued' AND not_before <= ? \
-                         ORDER BY priority DESC, created_at, pk LIMIT 1) \
+             WHERE pk = ? AND status = 'queued' \
              RETURNING ",
             eval_cols!(),
             ", next_seq - 1 AS event_seq"
@@ -880,12 +974,14 @@ impl Store for SqliteStore {
         .bind(expires)
         .bind(worker_id)
         .bind(now)
-        .bind(now)
+        .bind(pk)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
         let Some(row) = row else {
-            return Ok(None);
+            return Err(StoreError::Backend(format!(
+                "claim: queued row {pk} vanished inside the transaction"
+            )));
         };
         let (_, evaluation) = evaluation_from_row(&row)?;
         let seq: i64 = row.try_get("event_seq").map_err(backend)?;
@@ -898,6 +994,28 @@ impl Store for SqliteStore {
             token,
             lease_expires_at: expires,
         }))
+    }
+
+    async fn count_queued(&self, tenant: Option<&str>) -> Result<u64> {
+        // Both forms count entries of a partial index of the queue only (one tenant: a range).
+        let n: i64 = match tenant {
+            Some(t) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM evaluations INDEXED BY evaluations_queue_tenant \
+                 WHERE status = 'queued' AND tenant = ?",
+            )
+            .bind(t)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?,
+            None => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM evaluations INDEXED BY evaluations_queue_tenant \
+                 WHERE status = 'queued'",
+            )
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?,
+        };
+        Ok(n.max(0) as u64)
     }
 
     async fn heartbeat(
@@ -1262,5 +1380,17 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        self.audit_append(entry).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Page<AuditEntry>> {
+        self.audit_list(filter).await
+    }
+
+    async fn verify_audit(&self) -> Result<AuditVerification> {
+        self.audit_verify().await
     }
 }

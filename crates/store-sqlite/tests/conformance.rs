@@ -87,14 +87,14 @@ async fn batch_is_all_or_nothing() {
     assert_eq!(count(&fx).await, 3);
     for _ in 0..3 {
         assert!(
-            fx.claim("w", Duration::from_secs(30), T0 + 3)
+            fx.claim("w", Duration::from_secs(30), &Default::default(), T0 + 3)
                 .await
                 .unwrap()
                 .is_some()
         );
     }
     assert!(
-        fx.claim("w", Duration::from_secs(30), T0 + 3)
+        fx.claim("w", Duration::from_secs(30), &Default::default(), T0 + 3)
             .await
             .unwrap()
             .is_none()
@@ -123,7 +123,12 @@ async fn several_stores_on_one_file_never_share_a_job() {
                 let mut got = Vec::new();
                 let worker = format!("s{s}w{w}");
                 while let Some(c) = store
-                    .claim(&worker, Duration::from_secs(30), T0 + 1)
+                    .claim(
+                        &worker,
+                        Duration::from_secs(30),
+                        &Default::default(),
+                        T0 + 1,
+                    )
                     .await
                     .expect("claim")
                 {

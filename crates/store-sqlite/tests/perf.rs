@@ -82,7 +82,12 @@ async fn throughput() {
     let p = Default::default();
     while claimed < 5_000 {
         let c = store
-            .claim("w", Duration::from_secs(30), T0 + 10_000)
+            .claim(
+                "w",
+                Duration::from_secs(30),
+                &Default::default(),
+                T0 + 10_000,
+            )
             .await
             .unwrap()
             .unwrap();

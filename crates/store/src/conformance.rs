@@ -30,12 +30,19 @@
 //!   `NotFound`; on a known id with a token that is not current, `LeaseLost`.
 //! - `release` gives the attempt back (`attempts` goes down by one).
 //! - `requeue` clears `error`, `result`, `finished_at` and the lease.
+//! - `claim` with running caps: a cancellation request does not free a running slot (the job
+//!   runs until it ends); `count_queued` counts a retry waiting for its backoff.
 //! - `list_keys` returns keys oldest first (`created_at`, then `id`), with their hashes;
 //!   `revoke_key` keeps the first `revoked_at`.
+//! - The audit log lists newest first unless `oldest_first`; `after` is inclusive and `before`
+//!   exclusive (on `at`); cursors are opaque strings of digits; concurrent appends get distinct,
+//!   gapless seqs on one chain.
 
+use crate::audit::GENESIS_HASH;
 use crate::{
-    ApiKey, Claim, Event, EventKind, LeaseState, ListFilter, Millis, NewEvaluation, Role, Store,
-    StoreError, SubmitOutcome, WorkerInfo,
+    ApiKey, AuditEntry, AuditFilter, AuditOutcome, Claim, ClaimPolicy, Event, EventKind,
+    LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Role, Store, StoreError,
+    SubmitOutcome, WorkerInfo,
 };
 use assay_domain::{
     EvaluationStatus, Language, LimitPolicy, OutputStream, Program, ProgramFile, RetryPolicy,
@@ -94,6 +101,13 @@ macro_rules! conformance_tests {
             claim_marks_running_and_appends_status_event
             claim_never_hands_out_a_job_twice
             concurrent_claims_never_share_a_job
+            claim_respects_the_running_cap
+            claim_skips_a_capped_tenant_for_others
+            claim_alternates_between_flooding_tenants
+            claim_fair_share_comes_before_priority
+            claim_per_tenant_override
+            concurrent_claims_respect_the_running_cap
+            count_queued_per_tenant_and_total
             heartbeat_extends_the_lease_and_is_fenced
             append_output_is_fenced_and_gapless
             finish_with_user_outcome_is_final
@@ -116,6 +130,9 @@ macro_rules! conformance_tests {
             api_keys
             keys_get_and_list_by_tenant
             revoke_key_is_immediate_and_idempotent
+            audit_append_chains_entries
+            audit_list_filters_and_pages
+            audit_concurrent_appends_never_fork
         );
     };
     (@list [test $fixture:path] $($name:ident)*) => {
@@ -212,14 +229,18 @@ async fn get<S: Store + ?Sized>(s: &S, id: &str) -> crate::Evaluation {
 }
 
 async fn claim<S: Store + ?Sized>(s: &S, worker: &str, now: Millis) -> Claim {
-    s.claim(worker, LEASE, now)
+    s.claim(worker, LEASE, &ClaimPolicy::default(), now)
         .await
         .expect("claim")
         .unwrap_or_else(|| panic!("claim at {now} should find a job"))
 }
 
 async fn claim_none<S: Store + ?Sized>(s: &S, now: Millis, why: &str) {
-    if let Some(c) = s.claim("w-none", LEASE, now).await.expect("claim") {
+    if let Some(c) = s
+        .claim("w-none", LEASE, &ClaimPolicy::default(), now)
+        .await
+        .expect("claim")
+    {
         panic!("claim should find nothing ({why}), got {:?}", c.evaluation);
     }
 }
@@ -803,7 +824,11 @@ pub async fn concurrent_claims_never_share_a_job<S: Store + ?Sized>(s: &S) {
         .expect("batch");
     let claimer = |w: &'static str| async move {
         let mut got = Vec::new();
-        while let Some(c) = s.claim(w, LEASE, T0 + 1).await.expect("claim") {
+        while let Some(c) = s
+            .claim(w, LEASE, &ClaimPolicy::default(), T0 + 1)
+            .await
+            .expect("claim")
+        {
             got.push((c.evaluation.id, c.token));
         }
         got
@@ -831,6 +856,237 @@ pub async fn concurrent_claims_never_share_a_job<S: Store + ?Sized>(s: &S) {
     assert_eq!(total, JOBS, "every job claimed exactly once");
     let stats = s.queue_stats(None, T0 + 2).await.expect("stats");
     assert_eq!(stats.counts.get("running").copied(), Some(JOBS as u64));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running caps and fair claiming
+
+/// A policy with a default running cap and per-tenant overrides.
+fn caps(default: Option<u32>, tenants: &[(&str, Option<u32>)]) -> ClaimPolicy {
+    ClaimPolicy {
+        max_running: default,
+        tenants: tenants.iter().map(|(t, c)| (t.to_string(), *c)).collect(),
+    }
+}
+
+async fn claim_with<S: Store + ?Sized>(s: &S, p: &ClaimPolicy, now: Millis) -> Option<Claim> {
+    s.claim("w", LEASE, p, now).await.expect("claim")
+}
+
+async fn finish_ok<S: Store + ?Sized>(s: &S, c: &Claim, now: Millis) {
+    s.finish(
+        &c.evaluation.id,
+        &c.token,
+        &run_result(RunStatus::Succeeded),
+        &policy(),
+        now,
+    )
+    .await
+    .expect("finish");
+}
+
+pub async fn claim_respects_the_running_cap<S: Store + ?Sized>(s: &S) {
+    let p = caps(Some(2), &[]);
+    for i in 0..4 {
+        submit(s, new_eval("t", 0), T0 + i).await;
+    }
+    let c1 = claim_with(s, &p, T0 + 10).await.expect("1st under the cap");
+    let _c2 = claim_with(s, &p, T0 + 10).await.expect("2nd under the cap");
+    if let Some(c) = claim_with(s, &p, T0 + 10).await {
+        panic!("a 3rd job of a tenant capped at 2 was claimed: {c:?}");
+    }
+    // The cap counts running evaluations, not claims: one ends, one more may start.
+    finish_ok(s, &c1, T0 + 20).await;
+    let c3 = claim_with(s, &p, T0 + 21).await.expect("room again");
+    assert_eq!(c3.evaluation.tenant, "t");
+    assert!(claim_with(s, &p, T0 + 21).await.is_none(), "at the cap");
+    // A cancellation request does not free the slot: the job still runs until it ends.
+    s.cancel(&c3.evaluation.id, T0 + 22).await.expect("cancel");
+    assert!(
+        claim_with(s, &p, T0 + 23).await.is_none(),
+        "still at the cap"
+    );
+    // Without a cap the rest is claimable at once.
+    assert!(
+        claim_with(s, &ClaimPolicy::default(), T0 + 24)
+            .await
+            .is_some()
+    );
+    assert_eq!(s.count_queued(Some("t")).await.expect("count"), 0);
+}
+
+pub async fn claim_skips_a_capped_tenant_for_others<S: Store + ?Sized>(s: &S) {
+    let p = caps(Some(1), &[]);
+    // `a`'s jobs are older and of higher priority: without the cap they would all go first.
+    let a1 = submit(s, new_eval("a", 50), T0).await;
+    submit(s, new_eval("a", 50), T0 + 1).await;
+    submit(s, new_eval("a", 50), T0 + 2).await;
+    let b1 = submit(s, new_eval("b", -50), T0 + 3).await;
+    let b2 = submit(s, new_eval("b", -50), T0 + 4).await;
+    let c = claim_with(s, &p, T0 + 10).await.expect("a job");
+    assert_eq!(c.evaluation.id, a1);
+    let cb = claim_with(s, &p, T0 + 10).await.expect("b is not capped");
+    assert_eq!(cb.evaluation.id, b1, "a is at its cap: b's job goes");
+    assert!(
+        claim_with(s, &p, T0 + 10).await.is_none(),
+        "both tenants at their cap: nothing is claimable although 3 jobs are queued"
+    );
+    assert_eq!(s.count_queued(None).await.expect("count"), 3);
+    finish_ok(s, &cb, T0 + 11).await;
+    let next = claim_with(s, &p, T0 + 12).await.expect("b has room");
+    assert_eq!(next.evaluation.id, b2);
+}
+
+pub async fn claim_alternates_between_flooding_tenants<S: Store + ?Sized>(s: &S) {
+    // `a` floods first (older jobs), then `b`; no caps at all.
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for i in 0..10 {
+        a.push(submit(s, new_eval("a", 0), T0 + i).await);
+    }
+    for i in 0..10 {
+        b.push(submit(s, new_eval("b", 0), T0 + 100 + i).await);
+    }
+    let p = ClaimPolicy::default();
+    // Without anything finishing: the tenant with fewer running goes first, ties by age.
+    let mut tenants = String::new();
+    let mut claims = Vec::new();
+    for _ in 0..6 {
+        let c = claim_with(s, &p, T0 + 1_000).await.expect("a job");
+        tenants.push_str(&c.evaluation.tenant);
+        claims.push(c);
+    }
+    assert_eq!(tenants, "ababab", "fair share while both are queued");
+    // Each tenant's own jobs still go oldest first.
+    let ids: Vec<&str> = claims.iter().map(|c| c.evaluation.id.as_str()).collect();
+    assert_eq!(ids, [&a[0], &b[0], &a[1], &b[1], &a[2], &b[2]]);
+    // Workers free up one by one, always on `a` (3 running vs `b`'s 3): the freed slot goes to
+    // whoever now has fewer running, here `a`, then the tie breaks on age (`a` is older).
+    finish_ok(s, &claims[0], T0 + 1_001).await;
+    finish_ok(s, &claims[2], T0 + 1_001).await;
+    let c = claim_with(s, &p, T0 + 1_002).await.expect("a job");
+    assert_eq!(c.evaluation.id, a[3], "a has 1 running, b 3");
+    let c = claim_with(s, &p, T0 + 1_002).await.expect("a job");
+    assert_eq!(c.evaluation.id, a[4], "a has 2 running, b 3");
+    let c = claim_with(s, &p, T0 + 1_002).await.expect("a job");
+    assert_eq!(c.evaluation.id, a[5], "tie at 3: the older job (a's)");
+    let c = claim_with(s, &p, T0 + 1_002).await.expect("a job");
+    assert_eq!(c.evaluation.id, b[3], "a has 4 running, b 3");
+}
+
+pub async fn claim_fair_share_comes_before_priority<S: Store + ?Sized>(s: &S) {
+    let p = ClaimPolicy::default();
+    let a_low = submit(s, new_eval("a", 0), T0).await;
+    let a_high = submit(s, new_eval("a", 100), T0 + 1).await;
+    let b_low = submit(s, new_eval("b", -100), T0 + 2).await;
+    let b_mid = submit(s, new_eval("b", 5), T0 + 3).await;
+    let order = [
+        claim_with(s, &p, T0 + 10).await.expect("1"),
+        claim_with(s, &p, T0 + 10).await.expect("2"),
+        claim_with(s, &p, T0 + 10).await.expect("3"),
+        claim_with(s, &p, T0 + 10).await.expect("4"),
+    ];
+    let ids: Vec<&str> = order.iter().map(|c| c.evaluation.id.as_str()).collect();
+    // 1: both have 0 running: highest priority (a's 100). 2: b has fewer running: b's best.
+    // 3: tie at 1: a's 0 beats b's -100. 4: b's last.
+    assert_eq!(ids, [&a_high, &b_mid, &a_low, &b_low]);
+}
+
+pub async fn claim_per_tenant_override<S: Store + ?Sized>(s: &S) {
+    // Default cap 1; `big` may run 3; `free` has no cap at all.
+    let p = caps(Some(1), &[("big", Some(3)), ("free", None)]);
+    for t in ["small", "big", "free"] {
+        for i in 0..5 {
+            submit(s, new_eval(t, 0), T0 + i).await;
+        }
+    }
+    let mut running: BTreeMap<String, u32> = BTreeMap::new();
+    while let Some(c) = claim_with(s, &p, T0 + 10).await {
+        *running.entry(c.evaluation.tenant).or_default() += 1;
+        assert!(running.values().sum::<u32>() <= 15, "claims must end");
+    }
+    assert_eq!(running.get("small").copied(), Some(1), "{running:?}");
+    assert_eq!(running.get("big").copied(), Some(3), "{running:?}");
+    assert_eq!(running.get("free").copied(), Some(5), "{running:?}");
+    assert_eq!(s.count_queued(Some("small")).await.expect("count"), 4);
+    assert_eq!(s.count_queued(Some("big")).await.expect("count"), 2);
+    assert_eq!(s.count_queued(Some("free")).await.expect("count"), 0);
+}
+
+pub async fn concurrent_claims_respect_the_running_cap<S: Store + ?Sized>(s: &S) {
+    s.submit_batch(
+        (0..40)
+            .map(|i| new_eval(if i % 2 == 0 { "a" } else { "b" }, 0))
+            .collect(),
+        T0,
+    )
+    .await
+    .expect("batch");
+    let p = caps(Some(3), &[]);
+    let claimer = |w: &'static str| {
+        let p = p.clone();
+        async move {
+            let mut got = Vec::new();
+            while let Some(c) = s.claim(w, LEASE, &p, T0 + 1).await.expect("claim") {
+                got.push(c.evaluation.tenant);
+            }
+            got
+        }
+    };
+    let (w1, w2, w3, w4, w5, w6) = tokio::join!(
+        claimer("w1"),
+        claimer("w2"),
+        claimer("w3"),
+        claimer("w4"),
+        claimer("w5"),
+        claimer("w6"),
+    );
+    let mut per_tenant: BTreeMap<String, u32> = BTreeMap::new();
+    for t in [w1, w2, w3, w4, w5, w6].into_iter().flatten() {
+        *per_tenant.entry(t).or_default() += 1;
+    }
+    assert_eq!(
+        per_tenant,
+        BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 3)]),
+        "concurrent claimers never exceed a cap"
+    );
+}
+
+pub async fn count_queued_per_tenant_and_total<S: Store + ?Sized>(s: &S) {
+    assert_eq!(s.count_queued(None).await.expect("count"), 0);
+    assert_eq!(s.count_queued(Some("a")).await.expect("count"), 0);
+    let a1 = submit(s, with_max_attempts(new_eval("a", 10), 3), T0).await;
+    submit(s, new_eval("a", 0), T0 + 1).await;
+    let a3 = submit(s, new_eval("a", 0), T0 + 2).await;
+    s.submit_batch(vec![new_eval("b", 0), new_eval("b", 0)], T0 + 3)
+        .await
+        .expect("batch");
+    assert_eq!(s.count_queued(Some("a")).await.expect("count"), 3);
+    assert_eq!(s.count_queued(Some("b")).await.expect("count"), 2);
+    assert_eq!(s.count_queued(Some("nobody")).await.expect("count"), 0);
+    assert_eq!(s.count_queued(None).await.expect("count"), 5);
+    // Running and terminal evaluations are not queued; one waiting out its backoff is.
+    let c = claim(s, "w", T0 + 10).await;
+    assert_eq!(c.evaluation.id, a1);
+    s.cancel(&a3, T0 + 11).await.expect("cancel");
+    assert_eq!(s.count_queued(Some("a")).await.expect("count"), 1);
+    assert_eq!(s.count_queued(None).await.expect("count"), 3);
+    s.finish(
+        &a1,
+        &c.token,
+        &run_result(RunStatus::Errored),
+        &policy(),
+        T0 + 12,
+    )
+    .await
+    .expect("finish");
+    assert_eq!(get(s, &a1).await.status, EvaluationStatus::Queued);
+    assert_eq!(
+        s.count_queued(Some("a")).await.expect("count"),
+        2,
+        "a retry waiting for its backoff counts"
+    );
+    assert_eq!(s.count_queued(None).await.expect("count"), 4);
 }
 
 pub async fn heartbeat_extends_the_lease_and_is_fenced<S: Store + ?Sized>(s: &S) {
@@ -1871,4 +2127,243 @@ pub async fn revoke_key_is_immediate_and_idempotent<S: Store + ?Sized>(s: &S) {
         "revoked keys stay listed"
     );
     assert_eq!(s.count_keys().await.expect("count"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+/// An audit entry at `at` (the rest filled from the arguments).
+pub fn audit_entry(
+    at: Millis,
+    actor: Option<&str>,
+    tenant: Option<&str>,
+    action: &str,
+    outcome: AuditOutcome,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at,
+        actor: actor.map(String::from),
+        tenant: tenant.map(String::from),
+        action: action.to_string(),
+        target: Some(format!("target-{at}")),
+        outcome,
+        status: match outcome {
+            AuditOutcome::Ok => 200,
+            AuditOutcome::Denied => 403,
+            AuditOutcome::Error => 409,
+        },
+        source: Some("127.0.0.1".into()),
+        request_id: format!("req-{at}"),
+        detail: None,
+    }
+}
+
+async fn audit_all<S: Store + ?Sized>(s: &S, mut filter: AuditFilter) -> Vec<AuditEntry> {
+    let mut out = Vec::new();
+    loop {
+        let page = s.list_audit(&filter).await.expect("list audit");
+        assert!(page.items.len() <= filter.limit.max(1) as usize);
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => filter.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+pub async fn audit_append_chains_entries<S: Store + ?Sized>(s: &S) {
+    let empty = s.verify_audit().await.expect("verify empty");
+    assert_eq!((empty.entries, empty.head_seq, empty.broken), (0, 0, None));
+    assert_eq!(empty.head_hash, GENESIS_HASH);
+    let mut prev = GENESIS_HASH.to_string();
+    for i in 0..5 {
+        let new = audit_entry(
+            T0 + i,
+            Some("key-a"),
+            Some("acme"),
+            "evaluation.submit",
+            AuditOutcome::Ok,
+        );
+        let e = s.append_audit(new.clone()).await.expect("append");
+        assert_eq!(e.seq, i + 1, "seqs are 1, 2, 3, … without gaps");
+        assert_eq!(e.entry, new, "stored as given");
+        assert_eq!(e.prev_hash, prev, "linked to the entry before");
+        assert_eq!(
+            e.hash,
+            e.computed_hash(),
+            "hash over the canonical encoding"
+        );
+        assert_eq!(e.hash.len(), 64);
+        prev = e.hash.clone();
+    }
+    let all = audit_all(
+        s,
+        AuditFilter {
+            oldest_first: true,
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[4].hash, prev, "listed exactly as appended");
+    let v = s.verify_audit().await.expect("verify");
+    assert_eq!(v.entries, 5);
+    assert_eq!(v.head_seq, 5);
+    assert_eq!(v.head_hash, prev);
+    assert_eq!(v.broken, None);
+}
+
+pub async fn audit_list_filters_and_pages<S: Store + ?Sized>(s: &S) {
+    use AuditOutcome::{Denied, Error, Ok};
+    let rows = [
+        (Some("key-a"), Some("acme"), "evaluation.submit", Ok),
+        (Some("key-b"), Some("beta"), "evaluation.submit", Ok),
+        (Some("key-a"), Some("acme"), "evaluation.cancel", Error),
+        (None, None, "auth.failed", Denied),
+        (Some("key-v"), Some("acme"), "evaluation.submit", Denied),
+        (Some("key-a"), Some("acme"), "key.create", Ok),
+        (Some("key-b"), Some("beta"), "evaluation.cancel", Ok),
+    ];
+    for (i, (actor, tenant, action, outcome)) in rows.iter().enumerate() {
+        s.append_audit(audit_entry(
+            T0 + 10 * i as i64,
+            *actor,
+            *tenant,
+            action,
+            *outcome,
+        ))
+        .await
+        .expect("append");
+    }
+    let seqs = |items: &[AuditEntry]| items.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let all = |filter: AuditFilter| async move { seqs(&audit_all(s, filter).await) };
+    let f = |limit| AuditFilter {
+        limit,
+        ..Default::default()
+    };
+    // Newest first by default; oldest first on request; pages without gaps or repeats.
+    assert_eq!(all(f(1000)).await, vec![7, 6, 5, 4, 3, 2, 1]);
+    for limit in [1, 2, 3, 7] {
+        assert_eq!(
+            all(f(limit)).await,
+            vec![7, 6, 5, 4, 3, 2, 1],
+            "limit {limit}"
+        );
+        assert_eq!(
+            all(AuditFilter {
+                oldest_first: true,
+                ..f(limit)
+            })
+            .await,
+            vec![1, 2, 3, 4, 5, 6, 7],
+            "limit {limit}, oldest first"
+        );
+    }
+    let first = s.list_audit(&f(3)).await.expect("page");
+    assert_eq!(seqs(&first.items), vec![7, 6, 5]);
+    assert!(first.next_cursor.is_some());
+    let last = s.list_audit(&f(7)).await.expect("page");
+    assert_eq!(last.next_cursor, None, "no cursor after the last page");
+    // Filters.
+    let by = |g: fn(&mut AuditFilter)| {
+        let mut filter = f(1000);
+        g(&mut filter);
+        filter
+    };
+    assert_eq!(
+        all(by(|f| f.actor = Some("key-a".into()))).await,
+        vec![6, 3, 1]
+    );
+    assert_eq!(
+        all(by(|f| f.tenant = Some("beta".into()))).await,
+        vec![7, 2]
+    );
+    assert_eq!(
+        all(by(|f| f.action = Some("evaluation.submit".into()))).await,
+        vec![5, 2, 1]
+    );
+    assert_eq!(
+        all(by(|f| f.outcome = Some(AuditOutcome::Denied))).await,
+        vec![5, 4]
+    );
+    assert_eq!(
+        all(by(|f| f.target = Some(format!("target-{}", T0 + 20)))).await,
+        vec![3]
+    );
+    // [after, before)
+    assert_eq!(
+        all(by(|f| {
+            f.after = Some(T0 + 20);
+            f.before = Some(T0 + 50);
+        }))
+        .await,
+        vec![5, 4, 3]
+    );
+    assert_eq!(
+        all(by(|f| {
+            f.actor = Some("key-a".into());
+            f.outcome = Some(AuditOutcome::Ok);
+            f.oldest_first = true;
+        }))
+        .await,
+        vec![1, 6]
+    );
+    assert_eq!(
+        all(by(|f| f.actor = Some("nobody".into()))).await,
+        Vec::<i64>::new()
+    );
+    for bad in ["", "x", "-1", "1.5", "99999999999999999999999"] {
+        let err = s
+            .list_audit(&AuditFilter {
+                cursor: Some(bad.into()),
+                ..f(10)
+            })
+            .await;
+        assert!(
+            matches!(err, Err(StoreError::InvalidCursor)),
+            "cursor {bad:?}: {err:?}"
+        );
+    }
+    let v = s.verify_audit().await.expect("verify");
+    assert_eq!((v.entries, v.head_seq, v.broken), (7, 7, None));
+}
+
+pub async fn audit_concurrent_appends_never_fork<S: Store + ?Sized>(s: &S) {
+    let appender = |w: i64| async move {
+        let mut seqs = Vec::new();
+        for i in 0..5 {
+            let e = s
+                .append_audit(audit_entry(
+                    T0 + w * 10 + i,
+                    Some("key-a"),
+                    Some("acme"),
+                    "evaluation.submit",
+                    AuditOutcome::Ok,
+                ))
+                .await
+                .expect("append");
+            seqs.push(e.seq);
+        }
+        seqs
+    };
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        appender(0),
+        appender(1),
+        appender(2),
+        appender(3),
+        appender(4),
+        appender(5),
+        appender(6),
+        appender(7),
+    );
+    let mut seqs: Vec<i64> = [a, b, c, d, e, f, g, h].into_iter().flatten().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "each seq exactly once");
+    let v = s.verify_audit().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.head_seq, v.broken),
+        (40, 40, None),
+        "one chain, not forked"
+    );
 }

@@ -6,12 +6,16 @@
 //! tested without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bus;
 pub mod conformance;
 
 use assay_domain::{
-    EvaluationStatus, Language, Limits, OutputStream, ProgramFile, RetryPolicy, RunResult,
-    Submission,
+    EvaluationStatus, Language, Limits, OutputStream, ProgramFile, QuotaPolicy, RetryPolicy,
+    RunResult, Submission,
+};
+pub use audit::{
+    AuditBreak, AuditEntry, AuditFilter, AuditOutcome, AuditVerification, NewAuditEntry,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -109,6 +113,38 @@ pub struct Claim {
     pub token: String,
     pub attempt: u32,
     pub lease_expires_at: Millis,
+}
+
+/// Running caps per tenant, applied when claiming (from the operator's quotas).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// The cap of every tenant without an entry in `tenants` (`None`: no cap).
+    pub max_running: Option<u32>,
+    /// Per-tenant caps, replacing `max_running` (`None`: no cap for this tenant).
+    pub tenants: BTreeMap<String, Option<u32>>,
+}
+
+impl ClaimPolicy {
+    /// How many evaluations of `tenant` may run at once (`None`: any number).
+    pub fn max_running(&self, tenant: &str) -> Option<u32> {
+        match self.tenants.get(tenant) {
+            Some(cap) => *cap,
+            None => self.max_running,
+        }
+    }
+}
+
+impl From<&QuotaPolicy> for ClaimPolicy {
+    fn from(q: &QuotaPolicy) -> ClaimPolicy {
+        ClaimPolicy {
+            max_running: q.default.running_cap(),
+            tenants: q
+                .tenants
+                .iter()
+                .map(|(t, tq)| (t.clone(), tq.running_cap()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,9 +308,27 @@ pub trait Store: Send + Sync + 'static {
     /// Terminal: unchanged. Returns the evaluation after the change.
     async fn cancel(&self, id: &str, now: Millis) -> Result<Evaluation>;
 
-    /// Leases the best job: highest priority, then oldest, among queued jobs whose backoff has
-    /// passed. Marks it running, counts the attempt, appends a `status` event.
-    async fn claim(&self, worker_id: &str, lease: Duration, now: Millis) -> Result<Option<Claim>>;
+    /// Leases the best job among queued jobs whose backoff has passed (`not_before <= now`),
+    /// skipping every tenant that already has `policy.max_running(tenant)` evaluations running.
+    /// The order (fair share first, so that a tenant flooding the queue cannot occupy every
+    /// worker):
+    /// 1. the tenant with the fewest running evaluations,
+    /// 2. then the highest priority,
+    /// 3. then the oldest (`created_at`, then insertion order).
+    ///
+    /// Marks it running, counts the attempt, appends a `status` event. `None` when nothing is
+    /// claimable.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        policy: &ClaimPolicy,
+        now: Millis,
+    ) -> Result<Option<Claim>>;
+
+    /// Queued evaluations (backoff included) of one tenant (`Some`) or of all (`None`): what
+    /// the queue caps count.
+    async fn count_queued(&self, tenant: Option<&str>) -> Result<u64>;
 
     /// Extends the lease. `LeaseLost` if the token is no longer current.
     async fn heartbeat(
@@ -348,4 +402,49 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_key(&self, id: &str, now: Millis) -> Result<ApiKey>;
 
     async fn count_keys(&self) -> Result<u64>;
+
+    /// Appends one audit entry: assigns the next `seq` and chains it (`prev_hash`, `hash`,
+    /// and the head) in the same write transaction, so that concurrent appends never fork the
+    /// chain. Returns the entry as stored.
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+
+    /// Audit entries matching `filter`, newest first (or oldest first), one page.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Page<AuditEntry>>;
+
+    /// Checks the whole audit chain (every hash, every link, no gap, the head) and reports the
+    /// first break. Reads one consistent snapshot.
+    async fn verify_audit(&self) -> Result<AuditVerification>;
+}
+
+#[cfg(test)]
+mod claim_policy_tests {
+    use super::*;
+    use assay_domain::TenantQuota;
+
+    #[test]
+    fn claim_policy_from_quotas() {
+        let mut q = QuotaPolicy::default();
+        assert_eq!(
+            ClaimPolicy::from(&q),
+            ClaimPolicy::default(),
+            "no caps by default"
+        );
+        q.default.max_running = 2;
+        q.tenants.insert(
+            "big".into(),
+            TenantQuota {
+                max_running: 8,
+                ..Default::default()
+            },
+        );
+        q.tenants.insert("free".into(), TenantQuota::default());
+        let p = ClaimPolicy::from(&q);
+        assert_eq!(p.max_running("anyone"), Some(2));
+        assert_eq!(p.max_running("big"), Some(8));
+        assert_eq!(
+            p.max_running("free"),
+            None,
+            "an entry without max_running has no cap (built-in default)"
+        );
+    }
 }

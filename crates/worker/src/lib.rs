@@ -15,7 +15,7 @@
 use assay_domain::{OutputStream, Program, RetryPolicy, RunResult, RunStatus};
 use assay_sandbox::{CancellationToken, Engine, RunEvent, RunRequest};
 use assay_store::bus::LocalBus;
-use assay_store::{Claim, Store, StoreError, WorkerInfo, now_millis};
+use assay_store::{Claim, ClaimPolicy, Store, StoreError, WorkerInfo, now_millis};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     /// On shutdown, how long running work may go on before it is killed and handed back.
     pub grace: Duration,
     pub retry: RetryPolicy,
+    /// Running caps per tenant, applied by the store on every claim (from the quotas).
+    pub claim: ClaimPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +50,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_millis(200),
             grace: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            claim: ClaimPolicy::default(),
         }
     }
 }
@@ -130,7 +133,7 @@ impl Worker {
         while !shutdown.is_cancelled() {
             match self
                 .store
-                .claim(&self.cfg.id, self.cfg.lease, now_millis())
+                .claim(&self.cfg.id, self.cfg.lease, &self.cfg.claim, now_millis())
                 .await
             {
                 Ok(Some(claim)) => {

@@ -57,6 +57,91 @@ pub fn spawn_assay(args: &[&str], data: &Path) -> Child {
         .expect("assay starts")
 }
 
+/// How [`serve_with`] starts the server, beyond [`serve`]'s arguments.
+#[derive(Default)]
+pub struct ServeOptions<'a> {
+    /// Extra environment variables of the server process.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Everything the server prints (stdout and stderr) is appended to this file.
+    pub log: Option<&'a Path>,
+    /// No bootstrap key is expected (an operator admin key is configured): `Server::key` is
+    /// empty.
+    pub no_bootstrap_key: bool,
+}
+
+/// [`serve`] with options: environment, output captured to a file (the hygiene tests grep it
+/// for secrets), no bootstrap key.
+pub fn serve_with(data: &Path, extra: &[&str], opts: ServeOptions<'_>) -> Server {
+    use std::io::Write;
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let stderr = match opts.log {
+        Some(p) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap(),
+        ),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(&args)
+        .arg("--data")
+        .arg(data)
+        .arg("--runtime")
+        .arg(runtime())
+        .arg("--state-dir")
+        .arg(data.join("state"))
+        .env_remove("ASSAY_URL")
+        .env_remove("ASSAY_KEY")
+        .envs(opts.env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("assay starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let mut log = opts.log.map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap()
+    });
+    if let Some(f) = log.as_mut() {
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    // The rest of stdout goes on to the log (or nowhere) until the server exits.
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{l}");
+            }
+        }
+    });
+    let url = line
+        .trim()
+        .strip_prefix("assay: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let key = if opts.no_bootstrap_key {
+        String::new()
+    } else {
+        std::fs::read_to_string(data.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    Server {
+        child,
+        url,
+        key,
+        data: data.to_path_buf(),
+    }
+}
+
 /// Starts `assay serve` on a free port and waits for its "listening on" line.
 pub fn serve(data: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
