@@ -34,7 +34,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
     components(schemas(ErrorBody, EvaluationView, EvaluationPage, BatchRequest, BatchResponse, QueueView, Health,
         CreateKeyRequest, NewKeyView, KeyView, KeyList, KeyRole, KeyState, MeView,
         audit::AuditEntryView, audit::AuditPage)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -62,6 +62,63 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Answers every `/v1` operation can give, added to each so the document lists every status
+/// the server really sends (the schema-driven API test, `scripts/api-fuzz`, checks it):
+/// 400 (malformed query or header, `key_in_query`), 401 (authentication), and for operations
+/// with a body 413 (too large), 415 (not JSON) and 400 `invalid_json`.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ] {
+                let Some(op) = op.as_mut() else { continue };
+                let body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    r.entry(status.to_string())
+                        .or_insert_with(|| error(description));
+                };
+                add(
+                    "400",
+                    "Malformed request (`invalid_query`, `invalid_json`, `key_in_query`, ...)",
+                );
+                add(
+                    "401",
+                    "No, malformed, unknown, revoked or expired key or token (`unauthorized`)",
+                );
+                if body {
+                    add("413", "Request body too large (`payload_too_large`)");
+                    add("415", "Not `Content-Type: application/json`");
+                }
+            }
+        }
     }
 }
 
