@@ -707,6 +707,26 @@ fn error_text(e: &Evaluation) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// How long the client waits in all, across retries, for a busy server (429/503 with
+/// `Retry-After`) before it reports the error.
+const MAX_BACKOFF: Duration = Duration::from_secs(120);
+
+/// The wait a 429 or 503 asks for (`Retry-After` in seconds, at least one).
+fn retry_after(resp: &Response) -> Option<Duration> {
+    if !matches!(resp.status().as_u16(), 429 | 503) {
+        return None;
+    }
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.max(1)))
+}
+
 pub(crate) struct Api {
     http: reqwest::Client,
     base: Url,
@@ -751,12 +771,33 @@ impl Api {
             .bearer_auth(&self.key)
     }
 
-    /// Sends; any answer but 2xx is an error.
+    /// Sends; any answer but 2xx is an error. A 429 or 503 with `Retry-After` (rate limit,
+    /// quota, full queue: the server accepted nothing) is retried after the time it asks for,
+    /// up to [`MAX_BACKOFF`] in all.
     async fn send(&self, rb: RequestBuilder) -> Result<Response, ApiFailure> {
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| ApiFailure::from_reqwest(self.base.as_str(), &e))?;
+        let mut rb = rb;
+        let mut waited = Duration::ZERO;
+        let resp = loop {
+            let again = rb.try_clone();
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| ApiFailure::from_reqwest(self.base.as_str(), &e))?;
+            let wait = retry_after(&resp).filter(|w| waited + *w <= MAX_BACKOFF);
+            match (again, wait) {
+                (Some(again), Some(wait)) => {
+                    eprintln!(
+                        "assay: server busy ({}); retrying in {} s",
+                        resp.status(),
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    rb = again;
+                }
+                _ => break resp,
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

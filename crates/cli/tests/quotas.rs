@@ -583,3 +583,42 @@ async fn running_cap_holds_per_tenant() {
     });
     assert!(side_by_side, "{order:?}");
 }
+
+/// The CLI honours the server's `Retry-After`: a submission refused for its rate is sent again
+/// after the wait the server asked for and succeeds, instead of failing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_waits_out_a_rate_limit_and_succeeds() {
+    // 60 per minute, a bucket of 1: the second submission in a row has to wait about a second.
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(
+        &dir,
+        "[quotas.default]\nrate_per_minute = 60\nburst = 1\n",
+        &["--slots", "0"],
+    );
+    let prog = dir.path().join("p.py");
+    std::fs::write(&prog, "print(1)\n").unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
+            .args(["submit", prog.to_str().unwrap(), "--json"])
+            .env("ASSAY_URL", &s.url)
+            .env("ASSAY_KEY", &s.key)
+            .env_remove("ASSAY_DATA")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        !String::from_utf8_lossy(&first.stderr).contains("server busy"),
+        "{first:?}"
+    );
+    let second = run();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        err.contains("server busy (429 Too Many Requests); retrying in 1 s"),
+        "the CLI says why it waits: {err}"
+    );
+    let c = client();
+    assert_eq!(queued(&s, &c, &s.key).await, 2, "both submissions queued");
+}
