@@ -6,61 +6,13 @@
 
 mod common;
 
-use common::{Server, client, py, serve};
-use reqwest::header::HeaderMap;
+use common::{Answer, Server, assay_cli, call, client, py, send, serve};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// A request to `path` with `key` (none: no Authorization header).
-fn call(
-    s: &Server,
-    c: &reqwest::Client,
-    key: Option<&str>,
-    method: Method,
-    path: &str,
-) -> reqwest::RequestBuilder {
-    let rb = c.request(method, format!("{}{path}", s.url));
-    match key {
-        Some(k) => rb.bearer_auth(k),
-        None => rb,
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    headers: HeaderMap,
-}
-
-impl Answer {
-    fn request_id(&self) -> String {
-        let id = self
-            .headers
-            .get("x-request-id")
-            .expect("every answer has an X-Request-Id")
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(id.starts_with("req_") && id.len() == 36, "{id}");
-        id
-    }
-}
-
-async fn send(rb: reqwest::RequestBuilder) -> Answer {
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Answer {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        headers,
-    }
-}
+use std::process::Output;
 
 /// A key made with the admin key: (id, secret).
 async fn create_key(
@@ -137,13 +89,7 @@ fn assert_entry(
 }
 
 fn assay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(args)
-        .env_remove("ASSAY_URL")
-        .env_remove("ASSAY_KEY")
-        .env_remove("ASSAY_DATA")
-        .output()
-        .expect("assay runs")
+    assay_cli(None, args)
 }
 
 fn text(o: &Output) -> String {

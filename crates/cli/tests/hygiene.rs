@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ServeOptions, Server, client, py, serve, serve_with};
+use common::{ServeOptions, Server, call, client, py, serve, serve_refused, serve_with};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderMap;
@@ -209,22 +209,11 @@ fn a_wildcard_cors_origin_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("assay.toml");
     std::fs::write(&cfg, "[http]\ncors_allowed_origins = [\"*\"]\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--slots",
-            "0",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+        &[],
+    );
     assert!(err.contains("cors_allowed_origins"), "{err}");
 }
 
@@ -276,14 +265,11 @@ async fn operator_admin_key_from_a_file() {
 
     let weak = "ak_short";
     std::fs::write(&key_file, weak).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--slots", "0", "--data"])
-        .arg(dir.path().join("data2"))
-        .env("ASSAY_ADMIN__KEY_FILE", &key_file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(
+        &dir.path().join("data2"),
+        &[],
+        &[("ASSAY_ADMIN__KEY_FILE", key_file.to_str().unwrap())],
+    );
     assert!(err.contains("admin.key"), "{err}");
     assert!(!err.contains(weak), "the key is not printed: {err}");
 }
@@ -363,7 +349,8 @@ async fn secrets_stay_out_of_logs_answers_and_submissions() {
     s.key = admin_key.clone();
     let c = client();
     let mut answers = String::new();
-    let mut call = async |rb: reqwest::RequestBuilder| -> (StatusCode, String) {
+    let me = |key: &str| call(&s, &c, Some(key), Method::GET, "/v1/me");
+    let mut record = async |rb: reqwest::RequestBuilder| -> (StatusCode, String) {
         let r = rb.send().await.unwrap();
         let st = r.status();
         let text = r.text().await.unwrap();
@@ -383,40 +370,20 @@ async fn secrets_stay_out_of_logs_answers_and_submissions() {
     let created: Value = r.json().await.unwrap();
     let new_key = created["key"].as_str().unwrap().to_string();
     let new_id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        call(c.get(format!("{}/v1/me", s.url)).bearer_auth(&new_key))
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(record(me(&new_key)).await.0, StatusCode::OK);
     // A wrong key, a revoked key, a JWT, a forged JWT, a key in the query string.
     let wrong_key = format!("ak_{}", "0badc0de".repeat(5));
+    assert_eq!(record(me(&wrong_key)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        call(c.get(format!("{}/v1/me", s.url)).bearer_auth(&wrong_key))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(s.req(&c, Method::DELETE, &format!("/v1/keys/{new_id}")))
+        record(s.req(&c, Method::DELETE, &format!("/v1/keys/{new_id}")))
             .await
             .0,
         StatusCode::OK
     );
+    assert_eq!(record(me(&new_key)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(record(me(&jwt)).await.0, StatusCode::OK);
     assert_eq!(
-        call(c.get(format!("{}/v1/me", s.url)).bearer_auth(&new_key))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(c.get(format!("{}/v1/me", s.url)).bearer_auth(&jwt))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(
+        record(
             c.post(format!("{}/v1/evaluations", s.url))
                 .bearer_auth(&jwt)
                 .json(&py("print(1)"))
@@ -425,21 +392,16 @@ async fn secrets_stay_out_of_logs_answers_and_submissions() {
         .0,
         StatusCode::ACCEPTED
     );
+    assert_eq!(record(me(&forged_jwt)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        call(c.get(format!("{}/v1/me", s.url)).bearer_auth(&forged_jwt))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(c.get(format!("{}/v1/me?key={wrong_key}", s.url)))
+        record(c.get(format!("{}/v1/me?key={wrong_key}", s.url)))
             .await
             .0,
         StatusCode::BAD_REQUEST
     );
     // A malformed header that contains a key.
     assert_eq!(
-        call(
+        record(
             c.get(format!("{}/v1/me", s.url))
                 .header("authorization", format!("Token {admin_key}"))
         )
@@ -465,7 +427,7 @@ except Exception as e:
 "#,
         key_file = key_file.to_str().unwrap()
     );
-    let (st, text) = call(
+    let (st, text) = record(
         s.req(&c, Method::POST, "/v1/evaluations?wait=30")
             .json(&py(&probe)),
     )

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, client, py, serve};
+use common::{Server, assert_error_code, call, client, py, send_pair, serve, serve_refused};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
@@ -136,25 +136,15 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut rb = c
-        .request(method, format!("{}{path}", s.url))
-        .bearer_auth(token);
+    let mut rb = call(s, c, Some(token), method, path);
     if let Some(b) = body {
         rb = rb.json(&b);
     }
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    send_pair(rb).await
 }
 
 async fn me(s: &Server, c: &reqwest::Client, token: &str) -> (StatusCode, Value) {
     send(s, c, token, Method::GET, "/v1/me", None).await
-}
-
-fn assert_refused(got: &(StatusCode, Value), status: StatusCode, code: &str, what: &str) {
-    assert_eq!(got.0, status, "{what}: {}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{what}: {}", got.1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +186,7 @@ async fn rs256_and_es256_tokens_map_to_tenant_and_role() {
         Some(py("print(1)")),
     )
     .await;
-    assert_refused(
+    assert_error_code(
         &(st, v),
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -254,7 +244,7 @@ async fn rs256_and_es256_tokens_map_to_tenant_and_role() {
     assert_eq!(st, StatusCode::OK, "{v}");
     // Keys stay admin work.
     let (st, v) = send(&s, &c, &member, Method::GET, "/v1/keys", None).await;
-    assert_refused(
+    assert_error_code(
         &(st, v),
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -264,19 +254,19 @@ async fn rs256_and_es256_tokens_map_to_tenant_and_role() {
     // Claims that do not map: 403 with a code naming the claim.
     let mut no_role = claims("carol", "acme", "member");
     no_role.as_object_mut().unwrap().remove("assay_role");
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &rs256(&no_role)).await,
         StatusCode::FORBIDDEN,
         "jwt_role_missing",
         "no role claim",
     );
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &rs256(&claims("carol", "acme", "owner"))).await,
         StatusCode::FORBIDDEN,
         "jwt_role_invalid",
         "unknown role",
     );
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &rs256(&claims("carol", "acme", "admin"))).await,
         StatusCode::FORBIDDEN,
         "jwt_role_invalid",
@@ -284,13 +274,13 @@ async fn rs256_and_es256_tokens_map_to_tenant_and_role() {
     );
     let mut no_tenant = claims("carol", "acme", "member");
     no_tenant.as_object_mut().unwrap().remove("org");
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &rs256(&no_tenant)).await,
         StatusCode::FORBIDDEN,
         "jwt_tenant_missing",
         "no tenant claim",
     );
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &rs256(&claims("carol", "../Acme", "member"))).await,
         StatusCode::FORBIDDEN,
         "jwt_tenant_invalid",
@@ -368,7 +358,7 @@ async fn forged_stale_and_confused_tokens_are_refused() {
     ];
     for (what, token) in &cases {
         let got = me(&s, &c, token).await;
-        assert_refused(&got, StatusCode::UNAUTHORIZED, "unauthorized", what);
+        assert_error_code(&got, StatusCode::UNAUTHORIZED, "unauthorized", what);
         let msg = got.1["error"]["message"].as_str().unwrap();
         // Each is refused for its own reason (not, say, all as malformed).
         let reason = match *what {
@@ -407,7 +397,7 @@ async fn jwts_are_refused_without_jwt_settings() {
     let s = serve(dir.path(), &["--slots", "0"]);
     let c = client();
     let got = me(&s, &c, &rs256(&claims("alice", "acme", "member"))).await;
-    assert_refused(
+    assert_error_code(
         &got,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
@@ -475,7 +465,7 @@ async fn jwks_url_is_fetched_cached_and_refreshed_on_an_unknown_kid() {
 
     // The issuer rotates in an EC key: the first token naming it makes Assay fetch again.
     let viewer = es256(&claims("bob", "acme", "viewer"));
-    assert_refused(
+    assert_error_code(
         &me(&s, &c, &viewer).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
@@ -513,7 +503,7 @@ async fn unknown_kids_cannot_make_assay_hammer_the_issuer() {
             &format!("unknown-{i}"),
             &claims("x", "acme", "member"),
         );
-        assert_refused(
+        assert_error_code(
             &me(&s, &c, &t).await,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -540,21 +530,6 @@ fn a_jwks_url_must_be_https_unless_loopback() {
         dir.path(),
         "jwks_url = \"http://idp.test.invalid/jwks.json\"",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--slots",
-            "0",
-            "--config",
-            &cfg,
-            "--data",
-        ])
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&dir.path().join("data"), &["--config", &cfg], &[]);
     assert!(err.contains("jwks_url"), "{err}");
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, client, py, serve};
+use common::{Answer, Server, assay_cli, assert_error, call, client, py, send, serve, stderr};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -27,58 +27,15 @@ fn start(dir: &tempfile::TempDir, toml: &str, extra: &[&str]) -> Server {
     serve(&dir.path().join("data"), &args)
 }
 
-/// An answer: status, `Retry-After` (seconds) if any, and the JSON body (Null if not JSON).
-struct Answer {
-    status: StatusCode,
-    retry_after: Option<u64>,
-    body: Value,
-}
-
-async fn send(rb: reqwest::RequestBuilder) -> Answer {
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let retry_after = r.headers().get(reqwest::header::RETRY_AFTER).map(|v| {
-        v.to_str()
-            .unwrap()
-            .parse::<u64>()
-            .expect("Retry-After is seconds")
-    });
-    let text = r.text().await.unwrap();
-    Answer {
-        status,
-        retry_after,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
-}
-
-fn call(
-    s: &Server,
-    c: &reqwest::Client,
-    key: &str,
-    method: Method,
-    path: &str,
-) -> reqwest::RequestBuilder {
-    c.request(method, format!("{}{path}", s.url))
-        .bearer_auth(key)
-}
-
 async fn submit(s: &Server, c: &reqwest::Client, key: &str, body: Value) -> Answer {
-    send(call(s, c, key, Method::POST, "/v1/evaluations").json(&body)).await
+    send(call(s, c, Some(key), Method::POST, "/v1/evaluations").json(&body)).await
 }
 
 async fn batch(s: &Server, c: &reqwest::Client, key: &str, items: Vec<Value>) -> Answer {
-    send(call(s, c, key, Method::POST, "/v1/evaluations/batch").json(&json!({"items": items})))
-        .await
-}
-
-fn assert_error(a: &Answer, status: StatusCode, code: &str, what: &str) {
-    assert_eq!(a.status, status, "{what}: {}", a.body);
-    assert_eq!(a.body["error"]["code"], code, "{what}: {}", a.body);
-    assert!(
-        !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
-        "{what}: an error has a message: {}",
-        a.body
-    );
+    send(
+        call(s, c, Some(key), Method::POST, "/v1/evaluations/batch").json(&json!({"items": items})),
+    )
+    .await
 }
 
 fn accepted_id(a: &Answer, what: &str) -> String {
@@ -89,7 +46,7 @@ fn accepted_id(a: &Answer, what: &str) -> String {
 /// A member key of `tenant`, made with the admin key: its secret.
 async fn member_key(s: &Server, c: &reqwest::Client, tenant: &str) -> String {
     let a = send(
-        call(s, c, &s.key, Method::POST, "/v1/keys")
+        call(s, c, Some(&s.key), Method::POST, "/v1/keys")
             .json(&json!({"tenant": tenant, "role": "member", "name": format!("{tenant} member")})),
     )
     .await;
@@ -99,7 +56,7 @@ async fn member_key(s: &Server, c: &reqwest::Client, tenant: &str) -> String {
 
 /// Queued evaluations the key's tenant has (`GET /v1/queue`).
 async fn queued(s: &Server, c: &reqwest::Client, key: &str) -> u64 {
-    let a = send(call(s, c, key, Method::GET, "/v1/queue")).await;
+    let a = send(call(s, c, Some(key), Method::GET, "/v1/queue")).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     a.body["counts"]["queued"].as_u64().unwrap()
 }
@@ -108,7 +65,7 @@ async fn cancel(s: &Server, c: &reqwest::Client, key: &str, id: &str) {
     let a = send(call(
         s,
         c,
-        key,
+        Some(key),
         Method::POST,
         &format!("/v1/evaluations/{id}/cancel"),
     ))
@@ -142,7 +99,7 @@ async fn rate_limit_is_reached_and_recovers() {
         "rate_limited",
         "2nd burst",
     );
-    let retry_after = refused.retry_after.expect("429 carries Retry-After");
+    let retry_after = refused.retry_after().expect("429 carries Retry-After");
     assert_eq!(
         retry_after, 1,
         "under a second to wait, rounded up to whole seconds"
@@ -169,7 +126,7 @@ async fn rate_limit_is_reached_and_recovers() {
         "invalid_batch",
         "51 > burst",
     );
-    assert!(too_big.retry_after.is_none());
+    assert!(too_big.retry_after().is_none());
 
     // Buckets are per key: another key (here of another tenant) is not slowed down.
     let other = member_key(&s, &c, "other").await;
@@ -229,7 +186,7 @@ async fn rate_limit_is_reached_and_recovers() {
         "rate_limited",
         "slow 3rd",
     );
-    let hint = a.retry_after.unwrap();
+    let hint = a.retry_after().unwrap();
     assert!(
         (55..=60).contains(&hint),
         "a token a minute: Retry-After {hint}"
@@ -262,7 +219,7 @@ async fn tenant_queue_cap_is_reached_and_recovers() {
         "4th",
     );
     assert!(
-        full.retry_after.is_some_and(|s| s >= 1),
+        full.retry_after().is_some_and(|s| s >= 1),
         "429 carries Retry-After"
     );
     let d = &full.body["error"]["details"];
@@ -326,7 +283,7 @@ async fn global_queue_cap_answers_503_and_recovers() {
         let full = submit(&s, &c, key, py("print(5)")).await;
         assert_error(&full, StatusCode::SERVICE_UNAVAILABLE, "queue_full", who);
         assert!(
-            full.retry_after.is_some_and(|s| s >= 1),
+            full.retry_after().is_some_and(|s| s >= 1),
             "503 carries Retry-After"
         );
         assert!(
@@ -460,6 +417,36 @@ fn intervals(
     out
 }
 
+/// Waits (up to `limit`) until tenant a's batch `ra` and tenant b's batch `rb` have finished;
+/// their runs as by [`intervals`].
+async fn both_batches_run(
+    s: &Server,
+    c: &reqwest::Client,
+    ra: &Answer,
+    rb: &Answer,
+    limit: Duration,
+) -> Vec<(&'static str, u128, u128)> {
+    let ids = |r: &Answer| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (a_ids, b_ids) = (ids(ra), ids(rb));
+    let all: Vec<String> = a_ids.iter().chain(&b_ids).cloned().collect();
+    let evs = s.wait_all(c, &all, limit).await;
+    let tenant_of = |id: &str| {
+        if a_ids.iter().any(|x| x == id) {
+            "a"
+        } else {
+            "b"
+        }
+    };
+    intervals(&evs, &tenant_of)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_tenants_flooding_get_fair_shares() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,25 +460,7 @@ async fn two_tenants_flooding_get_fair_shares() {
     assert_eq!(ra.status, StatusCode::ACCEPTED, "{}", ra.body);
     let rb = batch(&s, &c, &b, vec![job(); 20]).await;
     assert_eq!(rb.status, StatusCode::ACCEPTED, "{}", rb.body);
-    let ids = |r: &Answer| -> Vec<String> {
-        r.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let (a_ids, b_ids) = (ids(&ra), ids(&rb));
-    let all: Vec<String> = a_ids.iter().chain(&b_ids).cloned().collect();
-    let evs = s.wait_all(&c, &all, Duration::from_secs(180)).await;
-    let tenant_of = |id: &str| {
-        if a_ids.iter().any(|x| x == id) {
-            "a"
-        } else {
-            "b"
-        }
-    };
-    let order = intervals(&evs, &tenant_of);
+    let order = both_batches_run(&s, &c, &ra, &rb, Duration::from_secs(180)).await;
     let starts: String = order.iter().map(|x| x.0).collect();
     let a_first_8 = starts[..8].matches('a').count();
     assert!(
@@ -528,25 +497,7 @@ async fn running_cap_holds_per_tenant() {
         (ra.status, rb.status),
         (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
     );
-    let ids = |r: &Answer| -> Vec<String> {
-        r.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let (a_ids, b_ids) = (ids(&ra), ids(&rb));
-    let all: Vec<String> = a_ids.iter().chain(&b_ids).cloned().collect();
-    let evs = s.wait_all(&c, &all, Duration::from_secs(120)).await;
-    let tenant_of = |id: &str| {
-        if a_ids.iter().any(|x| x == id) {
-            "a"
-        } else {
-            "b"
-        }
-    };
-    let order = intervals(&evs, &tenant_of);
+    let order = both_batches_run(&s, &c, &ra, &rb, Duration::from_secs(120)).await;
     // A worker reads the clock just before it waits for the database's write lock, so a start
     // may be stamped a few ms before the finish it waited for; a second run at once would
     // overlap by a whole run (>= 200 ms).
@@ -598,22 +549,16 @@ async fn the_cli_waits_out_a_rate_limit_and_succeeds() {
     let prog = dir.path().join("p.py");
     std::fs::write(&prog, "print(1)\n").unwrap();
     let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-            .args(["submit", prog.to_str().unwrap(), "--json"])
-            .env("ASSAY_URL", &s.url)
-            .env("ASSAY_KEY", &s.key)
-            .env_remove("ASSAY_DATA")
-            .output()
-            .unwrap()
+        assay_cli(
+            Some((&s, &s.key)),
+            &["submit", prog.to_str().unwrap(), "--json"],
+        )
     };
     let first = run();
     assert!(first.status.success(), "{first:?}");
-    assert!(
-        !String::from_utf8_lossy(&first.stderr).contains("server busy"),
-        "{first:?}"
-    );
+    assert!(!stderr(&first).contains("server busy"), "{first:?}");
     let second = run();
-    let err = String::from_utf8_lossy(&second.stderr);
+    let err = stderr(&second);
     assert!(second.status.success(), "{second:?}");
     assert!(
         err.contains("server busy (429 Too Many Requests); retrying in 1 s"),

@@ -4,45 +4,11 @@
 
 mod common;
 
-use common::{Server, client, py, serve};
+use common::{Server, assay_cli, assert_error, call, client, py, send_pair, serve, stderr, stdout};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// A request to `path` with `key` (none: no Authorization header).
-fn call(
-    s: &Server,
-    c: &reqwest::Client,
-    key: Option<&str>,
-    method: Method,
-    path: &str,
-) -> reqwest::RequestBuilder {
-    let rb = c.request(method, format!("{}{path}", s.url));
-    match key {
-        Some(k) => rb.bearer_auth(k),
-        None => rb,
-    }
-}
-
-/// Sends; returns the status and the JSON body (Null if the body is not JSON).
-async fn send(rb: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Asserts an error answer: its status and stable code.
-fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str, what: &str) {
-    assert_eq!(got.0, status, "{what}: {}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{what}: {}", got.1);
-    assert!(
-        !got.1["error"]["message"].as_str().unwrap_or("").is_empty(),
-        "{what}: an error has a message: {}",
-        got.1
-    );
-}
 
 /// A key made with the admin key through `POST /v1/keys`: (id, secret, the whole answer).
 async fn create_key(
@@ -52,7 +18,7 @@ async fn create_key(
     role: &str,
     name: &str,
 ) -> (String, String, Value) {
-    let (st, v) = send(
+    let (st, v) = send_pair(
         call(s, c, Some(&s.key), Method::POST, "/v1/keys")
             .json(&json!({"tenant": tenant, "role": role, "name": name})),
     )
@@ -66,18 +32,19 @@ async fn create_key(
 }
 
 async fn me(s: &Server, c: &reqwest::Client, key: &str) -> (StatusCode, Value) {
-    send(call(s, c, Some(key), Method::GET, "/v1/me")).await
+    send_pair(call(s, c, Some(key), Method::GET, "/v1/me")).await
 }
 
 async fn submit(s: &Server, c: &reqwest::Client, key: &str, body: Value) -> String {
-    let (st, v) = send(call(s, c, Some(key), Method::POST, "/v1/evaluations").json(&body)).await;
+    let (st, v) =
+        send_pair(call(s, c, Some(key), Method::POST, "/v1/evaluations").json(&body)).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     v["id"].as_str().unwrap().to_string()
 }
 
 /// Ids of every evaluation the key can list.
 async fn list_ids(s: &Server, c: &reqwest::Client, key: &str, query: &str) -> Vec<String> {
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         s,
         c,
         Some(key),
@@ -120,7 +87,7 @@ async fn authentication_bypasses_all_fail() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert_error(
-        &send(call(&s, &c, None, Method::GET, "/v1/me")).await,
+        &send_pair(call(&s, &c, None, Method::GET, "/v1/me")).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "no key",
@@ -136,19 +103,20 @@ async fn authentication_bypasses_all_fail() {
         format!("Bearer{}", s.key),
         format!("Bearer {} extra", s.key),
     ] {
-        let got = send(
+        let got = send_pair(
             call(&s, &c, None, Method::GET, path).header(reqwest::header::AUTHORIZATION, &header),
         )
         .await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", &header);
     }
     let bytes = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
-    let got =
-        send(call(&s, &c, None, Method::GET, path).header(reqwest::header::AUTHORIZATION, bytes))
-            .await;
+    let got = send_pair(
+        call(&s, &c, None, Method::GET, path).header(reqwest::header::AUTHORIZATION, bytes),
+    )
+    .await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", "non-UTF-8");
     // The scheme is case-insensitive: this is no bypass, just HTTP.
-    let got = send(
+    let got = send_pair(
         call(&s, &c, None, Method::GET, "/v1/me")
             .header(reqwest::header::AUTHORIZATION, format!("bearer {}", s.key)),
     )
@@ -166,20 +134,20 @@ async fn authentication_bypasses_all_fail() {
         s.key.to_uppercase(),
         assay_server::hash_key(&s.key),
     ] {
-        let got = send(call(&s, &c, Some(&wrong), Method::GET, path)).await;
+        let got = send_pair(call(&s, &c, Some(&wrong), Method::GET, path)).await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", &wrong);
     }
     // Keys are never taken from the query string, not even next to a valid header.
     for name in ["key", "api_key", "apikey", "token", "access_token"] {
         let q = format!("{path}?{name}={}", s.key);
-        let got = send(call(&s, &c, None, Method::GET, &q)).await;
+        let got = send_pair(call(&s, &c, None, Method::GET, &q)).await;
         assert_error(
             &got,
             StatusCode::BAD_REQUEST,
             "key_in_query",
             &format!("?{name}="),
         );
-        let got = send(call(&s, &c, Some(&s.key), Method::GET, &q)).await;
+        let got = send_pair(call(&s, &c, Some(&s.key), Method::GET, &q)).await;
         assert_error(
             &got,
             StatusCode::BAD_REQUEST,
@@ -187,7 +155,7 @@ async fn authentication_bypasses_all_fail() {
             &format!("?{name}= with a header"),
         );
     }
-    let got = send(call(
+    let got = send_pair(call(
         &s,
         &c,
         None,
@@ -202,7 +170,7 @@ async fn authentication_bypasses_all_fail() {
         "second param",
     );
     // Nothing was created by any of it, and the open endpoints stay open.
-    let (st, v) = send(call(&s, &c, Some(&s.key), Method::GET, "/v1/keys")).await;
+    let (st, v) = send_pair(call(&s, &c, Some(&s.key), Method::GET, "/v1/keys")).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     for open in ["/healthz", "/readyz", "/openapi.json"] {
@@ -308,7 +276,7 @@ async fn roles_allow_exactly_what_they_should() {
         (json!({"tenant": "acme", "name": "n"}), "invalid_request"),
     ];
     for (body, code) in cases {
-        let got = send(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(&body)).await;
+        let got = send_pair(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(&body)).await;
         assert_error(
             &got,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -316,7 +284,7 @@ async fn roles_allow_exactly_what_they_should() {
             &body.to_string(),
         );
     }
-    let (st, v) = send(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(
+    let (st, v) = send_pair(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(
         &json!({"tenant": "acme", "role": "viewer", "name": "x".repeat(100), "expires_at": future}),
     ))
     .await;
@@ -344,12 +312,12 @@ async fn roles_allow_exactly_what_they_should() {
             call(&s, &c, Some(key), Method::GET, "/v1/dead-letters"),
         ];
         for rb in forbidden {
-            let got = send(rb).await;
+            let got = send_pair(rb).await;
             assert_error(&got, StatusCode::FORBIDDEN, "forbidden", "not an admin");
         }
     }
     // Still one admin key of tenant default, the keys made above, and the member key works.
-    let (_, v) = send(call(&s, &c, Some(&s.key), Method::GET, "/v1/keys")).await;
+    let (_, v) = send_pair(call(&s, &c, Some(&s.key), Method::GET, "/v1/keys")).await;
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 5, "{v}");
     assert!(items.iter().all(|k| k["name"] != "escalate"), "{v}");
@@ -384,10 +352,10 @@ async fn roles_allow_exactly_what_they_should() {
             &format!("/v1/evaluations/{ev}/requeue"),
         ),
     ] {
-        let got = send(rb).await;
+        let got = send_pair(rb).await;
         assert_error(&got, StatusCode::FORBIDDEN, "forbidden", "viewer writes");
     }
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         &s,
         &c,
         Some(&viewer),
@@ -419,13 +387,13 @@ async fn roles_allow_exactly_what_they_should() {
     drop(r);
 
     // Members submit (batch too) and cancel in their tenant; requeueing is for admins.
-    let (st, _) = send(
+    let (st, _) = send_pair(
         call(&s, &c, Some(&member), Method::POST, "/v1/evaluations/batch")
             .json(&json!({"items": [py("print(2)")]})),
     )
     .await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    let got = send(call(
+    let got = send_pair(call(
         &s,
         &c,
         Some(&member),
@@ -434,7 +402,7 @@ async fn roles_allow_exactly_what_they_should() {
     ))
     .await;
     assert_error(&got, StatusCode::FORBIDDEN, "forbidden", "member requeue");
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         &s,
         &c,
         Some(&member),
@@ -445,7 +413,7 @@ async fn roles_allow_exactly_what_they_should() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "cancelled");
     // An admin may requeue (a cancelled evaluation is not dead: a conflict, not a 403).
-    let got = send(call(
+    let got = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -454,7 +422,7 @@ async fn roles_allow_exactly_what_they_should() {
     ))
     .await;
     assert_error(&got, StatusCode::CONFLICT, "conflict", "admin requeue");
-    let (st, _) = send(call(&s, &c, Some(&s.key), Method::GET, "/v1/dead-letters")).await;
+    let (st, _) = send_pair(call(&s, &c, Some(&s.key), Method::GET, "/v1/dead-letters")).await;
     assert_eq!(st, StatusCode::OK);
 }
 
@@ -478,16 +446,16 @@ async fn another_tenants_evaluations_do_not_exist() {
             .header("Idempotency-Key", "same-key")
             .json(&py("print('idem')"))
     };
-    let (st, ai) = send(idem(&acme)).await;
+    let (st, ai) = send_pair(idem(&acme)).await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    let (st, gi) = send(idem(&globex)).await;
+    let (st, gi) = send_pair(idem(&globex)).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     assert_ne!(ai["id"], gi["id"], "idempotency keys are per tenant");
     let ai = ai["id"].as_str().unwrap().to_string();
     let gi = gi["id"].as_str().unwrap().to_string();
 
     // What a missing evaluation looks like: another tenant's must look exactly the same.
-    let missing = send(call(
+    let missing = send_pair(call(
         &s,
         &c,
         Some(&globex),
@@ -550,7 +518,7 @@ async fn another_tenants_evaluations_do_not_exist() {
                 ),
             ];
             for rb in routes {
-                let got = send(rb).await;
+                let got = send_pair(rb).await;
                 assert_eq!(got.0, StatusCode::NOT_FOUND, "{id}: {}", got.1);
                 assert_eq!(got.1, missing.1, "indistinguishable from a missing id");
             }
@@ -569,7 +537,7 @@ async fn another_tenants_evaluations_do_not_exist() {
         let queued = list_ids(&s, &c, key, "&status=queued").await;
         assert!(foreign.iter().all(|f| !queued.contains(*f)), "{queued:?}");
         // Queue counts are the tenant's own.
-        let (st, q) = send(call(&s, &c, Some(key), Method::GET, "/v1/queue")).await;
+        let (st, q) = send_pair(call(&s, &c, Some(key), Method::GET, "/v1/queue")).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(q["counts"]["queued"], own.len(), "{q}");
     }
@@ -584,7 +552,7 @@ async fn another_tenants_evaluations_do_not_exist() {
     expected.sort();
     assert_eq!(all, expected);
     for id in &expected {
-        let (st, v) = send(call(
+        let (st, v) = send_pair(call(
             &s,
             &c,
             Some(&s.key),
@@ -596,10 +564,10 @@ async fn another_tenants_evaluations_do_not_exist() {
         assert_eq!(v["status"], "queued", "{v}");
         assert_eq!(v["cancel_requested"], false, "{v}");
     }
-    let (_, q) = send(call(&s, &c, Some(&s.key), Method::GET, "/v1/queue")).await;
+    let (_, q) = send_pair(call(&s, &c, Some(&s.key), Method::GET, "/v1/queue")).await;
     assert_eq!(q["counts"]["queued"], 5, "{q}");
     // The owner can still cancel its own.
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         &s,
         &c,
         Some(&acme),
@@ -620,7 +588,7 @@ async fn revoked_and_expired_keys_are_refused() {
     // Revoked: the very next request is a 401.
     let (id, key, _) = create_key(&s, &c, "acme", "member", "to revoke").await;
     assert_eq!(me(&s, &c, &key).await.0, StatusCode::OK);
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -638,7 +606,7 @@ async fn revoked_and_expired_keys_are_refused() {
         call(&s, &c, Some(&key), Method::GET, "/v1/evaluations"),
         call(&s, &c, Some(&key), Method::POST, "/v1/evaluations").json(&py("print(1)")),
     ] {
-        let got = send(rb).await;
+        let got = send_pair(rb).await;
         assert_error(
             &got,
             StatusCode::UNAUTHORIZED,
@@ -655,7 +623,7 @@ async fn revoked_and_expired_keys_are_refused() {
         );
     }
     // Revoking again changes nothing; an unknown id is a 404.
-    let (st, v) = send(call(
+    let (st, v) = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -665,7 +633,7 @@ async fn revoked_and_expired_keys_are_refused() {
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["revoked_at"], revoked_at.as_str());
-    let got = send(call(
+    let got = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -682,7 +650,7 @@ async fn revoked_and_expired_keys_are_refused() {
         .unwrap()
         .as_millis() as u64;
     let expires = UNIX_EPOCH + Duration::from_millis(now_ms + 2_000);
-    let (st, v) = send(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(
+    let (st, v) = send_pair(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(
         &json!({"tenant": "acme", "role": "viewer", "name": "short-lived", "expires_at": rfc3339(expires)}),
     ))
     .await;
@@ -720,7 +688,7 @@ async fn revoked_and_expired_keys_are_refused() {
         refused_at >= expires,
         "refused only once expires_at has passed"
     );
-    let got = send(call(&s, &c, Some(&short), Method::GET, "/v1/evaluations")).await;
+    let got = send_pair(call(&s, &c, Some(&short), Method::GET, "/v1/evaluations")).await;
     assert_error(
         &got,
         StatusCode::UNAUTHORIZED,
@@ -764,7 +732,7 @@ async fn revoked_and_expired_keys_are_refused() {
         "use is recorded: {}",
         items[0]
     );
-    let (_, v) = send(call(
+    let (_, v) = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -773,7 +741,7 @@ async fn revoked_and_expired_keys_are_refused() {
     ))
     .await;
     assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
-    let got = send(call(
+    let got = send_pair(call(
         &s,
         &c,
         Some(&s.key),
@@ -790,21 +758,7 @@ async fn revoked_and_expired_keys_are_refused() {
 }
 
 fn assay(s: &Server, key: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(args)
-        .env("ASSAY_URL", &s.url)
-        .env("ASSAY_KEY", key)
-        .env_remove("ASSAY_DATA")
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    assay_cli(Some((s, key)), args)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1009,14 +963,9 @@ async fn cli_keys_commands_and_offline_recovery_key() {
     // Offline recovery, while the server runs: the key works against it at once.
     let data_dir = data.path().to_str().unwrap();
     let offline = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_assay"))
-            .args(["admin", "create-key"])
-            .args(args)
-            .env_remove("ASSAY_DATA")
-            .env_remove("ASSAY_KEY")
-            .env_remove("ASSAY_URL")
-            .output()
-            .unwrap()
+        let mut all = vec!["admin", "create-key"];
+        all.extend_from_slice(args);
+        assay_cli(None, &all)
     };
     let out = offline(&["--data", data_dir]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -1031,7 +980,7 @@ async fn cli_keys_commands_and_offline_recovery_key() {
     assert_eq!(v["tenant"], "default");
     assert_eq!(v["role"], "admin");
     assert_eq!(v["name"], "recovery");
-    let (st, _) = send(call(&s, &c, Some(&recovery), Method::GET, "/v1/keys")).await;
+    let (st, _) = send_pair(call(&s, &c, Some(&recovery), Method::GET, "/v1/keys")).await;
     assert_eq!(st, StatusCode::OK, "the recovery key is an admin key");
 
     let out = offline(&[

@@ -1,5 +1,6 @@
 //! Helpers shared by the tests that run the real `assay` binary as a server (`service.rs`,
-//! `tenants.rs`): start `assay serve` on a free port, talk to it over HTTP.
+//! `tenants.rs`, `audit.rs`, `quotas.rs`, `jwt.rs`, `hygiene.rs`): start `assay serve` on a free
+//! port, talk to it over HTTP, run the CLI against it.
 // Each test file uses a different subset.
 #![allow(dead_code)]
 
@@ -40,9 +41,11 @@ impl Drop for Server {
     }
 }
 
-pub fn spawn_assay(args: &[&str], data: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(args)
+/// `assay` with `args` on the data folder `data` (the test runtime, its state under `data`),
+/// without `ASSAY_URL` and `ASSAY_KEY`.
+fn assay_command(args: &[&str], data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_assay"));
+    cmd.args(args)
         .arg("--data")
         .arg(data)
         .arg("--runtime")
@@ -50,7 +53,12 @@ pub fn spawn_assay(args: &[&str], data: &Path) -> Child {
         .arg("--state-dir")
         .arg(data.join("state"))
         .env_remove("ASSAY_URL")
-        .env_remove("ASSAY_KEY")
+        .env_remove("ASSAY_KEY");
+    cmd
+}
+
+pub fn spawn_assay(args: &[&str], data: &Path) -> Child {
+    assay_command(args, data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -85,16 +93,7 @@ pub fn serve_with(data: &Path, extra: &[&str], opts: ServeOptions<'_>) -> Server
         ),
         None => Stdio::null(),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(&args)
-        .arg("--data")
-        .arg(data)
-        .arg("--runtime")
-        .arg(runtime())
-        .arg("--state-dir")
-        .arg(data.join("state"))
-        .env_remove("ASSAY_URL")
-        .env_remove("ASSAY_KEY")
+    let mut child = assay_command(&args, data)
         .envs(opts.env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -281,4 +280,150 @@ pub fn parse_sse(text: &str) -> Vec<(i64, String, String)> {
 
 pub fn py(code: &str) -> Value {
     json!({"language": "python", "code": code})
+}
+
+/// A request to `path` on `s` with `key` (none: no Authorization header).
+pub fn call(
+    s: &Server,
+    c: &reqwest::Client,
+    key: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let rb = c.request(method, format!("{}{path}", s.url));
+    match key {
+        Some(k) => rb.bearer_auth(k),
+        None => rb,
+    }
+}
+
+/// An answer: status, headers and the JSON body (Null if the body is not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `Retry-After` header (seconds), if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers.get(reqwest::header::RETRY_AFTER).map(|v| {
+            v.to_str()
+                .unwrap()
+                .parse::<u64>()
+                .expect("Retry-After is seconds")
+        })
+    }
+
+    /// The `X-Request-Id` header, which every answer has (checked for its shape).
+    pub fn request_id(&self) -> String {
+        let id = self
+            .headers
+            .get("x-request-id")
+            .expect("every answer has an X-Request-Id")
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(id.starts_with("req_") && id.len() == 36, "{id}");
+        id
+    }
+}
+
+/// Sends; returns the whole [`Answer`].
+pub async fn send(rb: reqwest::RequestBuilder) -> Answer {
+    let r = rb.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+/// Sends; returns the status and the JSON body (Null if the body is not JSON).
+pub async fn send_pair(rb: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let a = send(rb).await;
+    (a.status, a.body)
+}
+
+/// A status and a JSON body: an [`Answer`] or a `(StatusCode, Value)` pair.
+pub trait Reply {
+    fn status(&self) -> StatusCode;
+    fn body(&self) -> &Value;
+}
+
+impl Reply for Answer {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn body(&self) -> &Value {
+        &self.body
+    }
+}
+
+impl Reply for (StatusCode, Value) {
+    fn status(&self) -> StatusCode {
+        self.0
+    }
+    fn body(&self) -> &Value {
+        &self.1
+    }
+}
+
+/// Asserts an error answer: its status and stable code.
+pub fn assert_error_code(got: &impl Reply, status: StatusCode, code: &str, what: &str) {
+    assert_eq!(got.status(), status, "{what}: {}", got.body());
+    assert_eq!(got.body()["error"]["code"], code, "{what}: {}", got.body());
+}
+
+/// Asserts an error answer: its status, stable code and a non-empty message.
+pub fn assert_error(got: &impl Reply, status: StatusCode, code: &str, what: &str) {
+    assert_error_code(got, status, code, what);
+    assert!(
+        !got.body()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{what}: an error has a message: {}",
+        got.body()
+    );
+}
+
+/// Runs the `assay` CLI; with a server, `ASSAY_URL` and `ASSAY_KEY` point at it (with `key`),
+/// without, both are unset. `ASSAY_DATA` is always unset.
+pub fn assay_cli(server: Option<(&Server, &str)>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_assay"));
+    cmd.args(args);
+    match server {
+        Some((s, key)) => cmd.env("ASSAY_URL", &s.url).env("ASSAY_KEY", key),
+        None => cmd.env_remove("ASSAY_URL").env_remove("ASSAY_KEY"),
+    };
+    cmd.env_remove("ASSAY_DATA").output().expect("assay runs")
+}
+
+/// Standard output of a CLI run, as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error of a CLI run, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `assay serve` (a free port, no slots) on the data folder `data` with `extra` arguments
+/// and `env`, which must refuse to start: its standard error.
+pub fn serve_refused(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--slots", "0"])
+        .args(extra)
+        .arg("--data")
+        .arg(data)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    stderr(&out)
 }
