@@ -164,14 +164,9 @@ pub async fn record(State(st): State<AppState>, req: Request, next: Next) -> Res
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip().to_string());
-    // Kept only to name a refused credential (6 hex digits of its hash), never the value.
-    let credential_hint = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' ').map(|(_, k)| k.trim()))
-        .filter(|k| !k.is_empty())
-        .map(|k| hex::encode(Sha256::digest(k.as_bytes()))[..6].to_string());
+    // Kept only to name a refused credential (6 hex digits of its hash, computed only when
+    // authentication fails), never the value.
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let mut resp = next.run(req).await;
     let status = resp.status();
     let caller = resp.extensions().get::<Caller>().cloned();
@@ -201,6 +196,12 @@ pub async fn record(State(st): State<AppState>, req: Request, next: Next) -> Res
                 .as_deref()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
                 .and_then(|v| v["error"]["message"].as_str().map(clip));
+            let credential_hint = authorization
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' ').map(|(_, k)| k.trim()))
+                .filter(|k| !k.is_empty())
+                .map(|k| hex::encode(Sha256::digest(k.as_bytes()))[..6].to_string());
             entry.detail = Some(match (reason, &credential_hint) {
                 (Some(r), Some(h)) => format!("{r} (credential sha256 {h}…)"),
                 (Some(r), None) => r,
