@@ -14,7 +14,7 @@ use std::time::Duration;
 /// platform failed and a retry is due. Terminal statuses never change (except `dead`, which an
 /// operator may requeue).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvaluationStatus {
     Queued,
@@ -162,37 +162,21 @@ pub enum Language {
 }
 
 impl Language {
+    pub const ALL: [Language; 1] = [Language::Python];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Python => "python",
         }
     }
-}
 
-/// The body of `POST /v1/evaluations`, as sent. Unknown fields are rejected.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    /// `python` (the only language for now).
-    pub language: String,
-    /// The program as one file (`main.py`). Exactly one of `code` and `files` is required.
-    #[serde(default)]
-    pub code: Option<String>,
-    /// The program as several files; `entrypoint` names the one to run.
-    #[serde(default)]
-    pub files: Option<Vec<ProgramFile>>,
-    #[serde(default)]
-    pub entrypoint: Option<String>,
-    #[serde(default)]
-    pub stdin: Option<String>,
-    #[serde(default)]
-    pub limits: Option<LimitOverrides>,
-    /// Higher runs first; -100..=100, default 0.
-    #[serde(default)]
-    pub priority: Option<i32>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
+    /// `UnsupportedLanguage` unless `s` names a supported language.
+    pub fn parse(s: &str) -> Result<Language, ValidationError> {
+        Language::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| ValidationError::UnsupportedLanguage(s.into()))
+    }
 }
 
 /// A submission that passed validation: ready to store and queue.
@@ -233,23 +217,9 @@ pub enum ValidationError {
     Labels(String),
 }
 
-impl ValidationError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ValidationError::UnsupportedLanguage(_) => "unsupported_language",
-            ValidationError::ProgramShape => "invalid_program",
-            ValidationError::EmptyCode => "empty_code",
-            ValidationError::Program(_) => "invalid_program",
-            ValidationError::Syntax(_) => "syntax_error",
-            ValidationError::Limit(e) => e.code(),
-            ValidationError::StdinTooLarge(_) => "stdin_too_large",
-            ValidationError::Priority(_) => "invalid_priority",
-            ValidationError::Labels(_) => "invalid_labels",
-        }
-    }
-}
-
-fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+/// Labels: at most 16; keys of 1-63 letters, digits, `-`, `_`, `.`, `/`; values of at most 256
+/// bytes without control characters.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     if labels.len() > MAX_LABELS {
         return Err(ValidationError::Labels(format!(
             "at most {MAX_LABELS} labels"
@@ -274,38 +244,58 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError
     Ok(())
 }
 
-impl SubmitRequest {
-    /// Validates everything, Python syntax included, against the operator's limit policy.
-    pub fn validate(&self, policy: &LimitPolicy) -> Result<Submission, ValidationError> {
-        let language = match self.language.as_str() {
-            "python" => Language::Python,
-            other => return Err(ValidationError::UnsupportedLanguage(other.into())),
-        };
-        let program = match (&self.code, &self.files) {
-            (Some(code), None) => {
-                if self.entrypoint.is_some() {
-                    return Err(ValidationError::ProgramShape);
-                }
+/// How a submission gives its program: one piece of code (run as `main.py`), or files and the
+/// entrypoint among them (default `main.py`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProgramSource {
+    Code(String),
+    Files {
+        files: Vec<ProgramFile>,
+        entrypoint: Option<String>,
+    },
+}
+
+/// A submission as received, before any rule was checked. The API's request body maps onto it
+/// field by field; [`Draft::validate`] applies every rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draft {
+    pub language: String,
+    /// `None`: the request gave no program, or an ambiguous one (`code` and `files`, or an
+    /// `entrypoint` beside `code`).
+    pub program: Option<ProgramSource>,
+    pub stdin: Option<String>,
+    pub limits: Option<LimitOverrides>,
+    pub priority: Option<i32>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl Draft {
+    /// Checks every rule, in this order: language, program shape, paths, emptiness, Python
+    /// syntax of every `.py` file and of the entrypoint, limits against `policy`, stdin size,
+    /// priority, labels. The first broken rule is the error.
+    pub fn validate(self, policy: &LimitPolicy) -> Result<Submission, ValidationError> {
+        let language = Language::parse(&self.language)?;
+        let program = match self.program.ok_or(ValidationError::ProgramShape)? {
+            ProgramSource::Code(code) => {
                 if code.trim().is_empty() {
                     return Err(ValidationError::EmptyCode);
                 }
                 Program::new(
                     vec![ProgramFile {
                         path: "main.py".into(),
-                        content: code.clone(),
+                        content: code,
                     }],
                     "main.py",
                 )?
             }
-            (None, Some(files)) => {
-                let entry = self.entrypoint.clone().unwrap_or_else(|| "main.py".into());
-                let p = Program::new(files.clone(), entry)?;
+            ProgramSource::Files { files, entrypoint } => {
+                let entry = entrypoint.unwrap_or_else(|| "main.py".into());
+                let p = Program::new(files, entry)?;
                 if p.files().iter().all(|f| f.content.trim().is_empty()) {
                     return Err(ValidationError::EmptyCode);
                 }
                 p
             }
-            _ => return Err(ValidationError::ProgramShape),
         };
         for f in program.files() {
             if f.path.ends_with(".py") || f.path == program.entrypoint() {
@@ -313,7 +303,7 @@ impl SubmitRequest {
             }
         }
         let limits = policy.resolve(&self.limits.unwrap_or_default())?;
-        let stdin = self.stdin.clone().unwrap_or_default();
+        let stdin = self.stdin.unwrap_or_default();
         if stdin.len() > MAX_STDIN_BYTES {
             return Err(ValidationError::StdinTooLarge(stdin.len()));
         }
@@ -321,7 +311,7 @@ impl SubmitRequest {
         if !PRIORITY_RANGE.contains(&priority) {
             return Err(ValidationError::Priority(priority));
         }
-        let labels = self.labels.clone().unwrap_or_default();
+        let labels = self.labels.unwrap_or_default();
         check_labels(&labels)?;
         Ok(Submission {
             language,
@@ -338,11 +328,14 @@ impl SubmitRequest {
 mod tests {
     use super::*;
 
-    fn req(code: &str) -> SubmitRequest {
-        SubmitRequest {
+    fn req(code: &str) -> Draft {
+        Draft {
             language: "python".into(),
-            code: Some(code.into()),
-            ..Default::default()
+            program: Some(ProgramSource::Code(code.into())),
+            stdin: None,
+            limits: None,
+            priority: None,
+            labels: None,
         }
     }
 
@@ -400,77 +393,78 @@ mod tests {
     }
 
     #[test]
-    fn refusals_have_stable_codes() {
+    fn each_rule_refuses_with_its_own_error() {
         let p = LimitPolicy::default();
-        let code = |r: SubmitRequest| r.validate(&p).unwrap_err().code();
-        assert_eq!(code(req("def f(:\n")), "syntax_error");
-        assert_eq!(code(req("   \n")), "empty_code");
+        let err = |d: Draft| d.validate(&p).unwrap_err();
+        assert!(matches!(err(req("def f(:\n")), ValidationError::Syntax(_)));
+        assert_eq!(err(req("   \n")), ValidationError::EmptyCode);
         assert_eq!(
-            code(SubmitRequest {
+            err(Draft {
                 language: "cobol".into(),
                 ..req("x")
             }),
-            "unsupported_language"
+            ValidationError::UnsupportedLanguage("cobol".into())
         );
         assert_eq!(
-            code(SubmitRequest {
-                language: "python".into(),
-                ..Default::default()
+            err(Draft {
+                program: None,
+                ..req("x")
             }),
-            "invalid_program"
+            ValidationError::ProgramShape
         );
-        assert_eq!(
-            code(SubmitRequest {
+        assert!(matches!(
+            err(Draft {
                 limits: Some(LimitOverrides {
                     memory_bytes: Some(1 << 40),
                     ..Default::default()
                 }),
                 ..req("print(1)")
             }),
-            "limit_exceeded"
-        );
+            ValidationError::Limit(LimitError::AboveMaximum { .. })
+        ));
         assert_eq!(
-            code(SubmitRequest {
+            err(Draft {
                 priority: Some(1000),
                 ..req("print(1)")
             }),
-            "invalid_priority"
+            ValidationError::Priority(1000)
         );
         let mut labels = BTreeMap::new();
         labels.insert("bad key!".into(), "v".into());
-        assert_eq!(
-            code(SubmitRequest {
+        assert!(matches!(
+            err(Draft {
                 labels: Some(labels),
                 ..req("print(1)")
             }),
-            "invalid_labels"
-        );
-        assert_eq!(code(req("x = '\0'")), "syntax_error");
+            ValidationError::Labels(_)
+        ));
+        assert!(matches!(err(req("x = '\0'")), ValidationError::Syntax(_)));
         assert_eq!(
-            code(SubmitRequest {
+            err(Draft {
                 stdin: Some("x".repeat(MAX_STDIN_BYTES + 1)),
                 ..req("print(1)")
             }),
-            "stdin_too_large"
+            ValidationError::StdinTooLarge(MAX_STDIN_BYTES + 1)
         );
     }
 
     #[test]
     fn syntax_error_names_the_file_line_and_column() {
-        let r = SubmitRequest {
-            language: "python".into(),
-            files: Some(vec![
-                ProgramFile {
-                    path: "main.py".into(),
-                    content: "import util\n".into(),
-                },
-                ProgramFile {
-                    path: "util.py".into(),
-                    content: "x = 1\nif x\n".into(),
-                },
-            ]),
-            entrypoint: Some("main.py".into()),
-            ..Default::default()
+        let r = Draft {
+            program: Some(ProgramSource::Files {
+                files: vec![
+                    ProgramFile {
+                        path: "main.py".into(),
+                        content: "import util\n".into(),
+                    },
+                    ProgramFile {
+                        path: "util.py".into(),
+                        content: "x = 1\nif x\n".into(),
+                    },
+                ],
+                entrypoint: Some("main.py".into()),
+            }),
+            ..req("")
         };
         match r.validate(&LimitPolicy::default()) {
             Err(ValidationError::Syntax(e)) => {

@@ -1,7 +1,7 @@
 //! Assay's domain: the vocabulary every other crate shares.
 //!
-//! Limits (with operator defaults and maxima), run statuses, run results and the small parsers for
-//! human-written durations and sizes. This crate performs no I/O: no files, no processes, no
+//! Limits (with operator defaults and maxima), run statuses, run results, roles, submissions and
+//! their validation, and the small parsers for human-written durations and sizes. This crate performs no I/O: no files, no processes, no
 //! network. Everything here is plain data and pure functions, so it is tested by unit tests alone.
 #![forbid(unsafe_code)]
 
@@ -11,11 +11,12 @@ mod parse;
 mod program;
 mod quota;
 mod result;
+mod role;
 mod syntax;
 
 pub use evaluation::{
-    AfterAttempt, EvaluationStatus, Language, MAX_STDIN_BYTES, RetryPolicy, Submission,
-    SubmitRequest, ValidationError,
+    AfterAttempt, Draft, EvaluationStatus, Language, MAX_LABELS, MAX_STDIN_BYTES, PRIORITY_RANGE,
+    ProgramSource, RetryPolicy, Submission, ValidationError, check_labels,
 };
 pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
 pub use parse::{ParseError, format_size, parse_duration, parse_size};
@@ -25,4 +26,5 @@ pub use quota::{
     QuotaError, QuotaPolicy, TenantQuota,
 };
 pub use result::{OutputStream, RunResult, RunStatus};
+pub use role::Role;
 pub use syntax::{SyntaxError, check_python};
