@@ -32,6 +32,13 @@
 //! - `requeue` clears `error`, `result`, `finished_at` and the lease.
 //! - `claim` with running caps: a cancellation request does not free a running slot (the job
 //!   runs until it ends); `count_queued` counts a retry waiting for its backoff.
+//! - Output is stored once, in the event log: `finish` stores `RunRecord::of(result)` (the
+//!   output of the `RunResult` it is given is not kept), the `result` event carries only the
+//!   status, and `output` concatenates the `stdout` and `stderr` events (also while running).
+//! - `submit_batch` and idempotency keys: a key repeated inside one batch counts as seen, an item
+//!   without a key as new; every item seen: nothing inserted, all `Existing` in order; some seen
+//!   and some new: nothing inserted, `IdempotencyConflict` naming a seen key.
+//! - `queue_stats.counts` holds every status, zeros included.
 //! - `list_keys` returns keys oldest first (`created_at`, then `id`), with their hashes;
 //!   `revoke_key` keeps the first `revoked_at`.
 //! - The audit log lists newest first unless `oldest_first`; `after` is inclusive and `before`
@@ -40,12 +47,12 @@
 
 use crate::audit::GENESIS_HASH;
 use crate::{
-    ApiKey, AuditEntry, AuditFilter, AuditOutcome, Claim, ClaimPolicy, Event, EventKind,
-    LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Role, Store, StoreError,
-    SubmitOutcome, WorkerInfo,
+    ApiKey, AuditEntry, AuditFilter, AuditOutcome, Claim, ClaimPolicy, Evaluation, Event,
+    EventPayload, JobInput, LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Output,
+    QueueStats, RunRecord, Store, StoreError, SubmitOutcome, WorkerInfo,
 };
 use assay_domain::{
-    EvaluationStatus, Language, LimitPolicy, OutputStream, Program, ProgramFile, RetryPolicy,
+    EvaluationStatus, Language, LimitPolicy, OutputStream, Program, ProgramFile, RetryPolicy, Role,
     RunResult, RunStatus, Submission,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,6 +99,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@list $how
             submit_inserts_evaluation_and_queued_event
             idempotency_key_is_per_tenant
+            find_by_idempotency_key_is_per_tenant
+            submit_batch_idempotency_is_all_or_nothing
             submit_batch_inserts_all_in_order
             get_unknown_is_none
             list_filters
@@ -99,6 +108,7 @@ macro_rules! conformance_tests {
             list_rejects_invalid_cursors
             claim_takes_highest_priority_then_oldest
             claim_marks_running_and_appends_status_event
+            claim_returns_the_job_input
             claim_never_hands_out_a_job_twice
             concurrent_claims_never_share_a_job
             claim_respects_the_running_cap
@@ -110,6 +120,7 @@ macro_rules! conformance_tests {
             count_queued_per_tenant_and_total
             heartbeat_extends_the_lease_and_is_fenced
             append_output_is_fenced_and_gapless
+            output_concatenates_the_chunks_of_each_stream
             finish_with_user_outcome_is_final
             finish_errored_retries_with_backoff_then_dead_letters
             finish_with_stale_token_changes_nothing
@@ -125,6 +136,7 @@ macro_rules! conformance_tests {
             unknown_ids_are_not_found
             events_paginate
             queue_stats_counts_and_oldest_age
+            queue_stats_counts_every_status
             queue_stats_per_tenant
             workers_upsert_and_remove
             api_keys
@@ -221,7 +233,7 @@ async fn submit<S: Store + ?Sized>(s: &S, n: NewEvaluation, now: Millis) -> Stri
     }
 }
 
-async fn get<S: Store + ?Sized>(s: &S, id: &str) -> crate::Evaluation {
+async fn get<S: Store + ?Sized>(s: &S, id: &str) -> Evaluation {
     s.get(id)
         .await
         .expect("get")
@@ -247,10 +259,9 @@ async fn claim_none<S: Store + ?Sized>(s: &S, now: Millis, why: &str) {
 
 async fn all_events<S: Store + ?Sized>(s: &S, id: &str) -> Vec<Event> {
     let evs = s.events(id, 0, 10_000).await.expect("events");
-    for (i, e) in evs.iter().enumerate() {
+    for (seq, e) in (1..).zip(&evs) {
         assert_eq!(
-            e.seq,
-            i as i64 + 1,
+            e.seq, seq,
             "event seqs must start at 1 without gaps: {evs:?}"
         );
         assert_eq!(e.evaluation_id, id);
@@ -258,26 +269,49 @@ async fn all_events<S: Store + ?Sized>(s: &S, id: &str) -> Vec<Event> {
     evs
 }
 
-fn json(e: &Event) -> serde_json::Value {
-    serde_json::from_str(&e.data)
-        .unwrap_or_else(|err| panic!("event data must be JSON for {:?}: {err}: {e:?}", e.kind))
-}
-
 fn assert_status_event(e: &Event, status: EvaluationStatus, attempt: u32) {
-    assert_eq!(e.kind, EventKind::Status, "expected a status event: {e:?}");
-    let v = json(e);
-    assert_eq!(v["status"], status.as_str(), "status event: {e:?}");
-    assert_eq!(v["attempt"], attempt, "status event attempt: {e:?}");
+    match &e.payload {
+        EventPayload::Status {
+            status: s,
+            attempt: a,
+            ..
+        } => {
+            assert_eq!(*s, status, "status event: {e:?}");
+            assert_eq!(*a, attempt, "status event attempt: {e:?}");
+        }
+        other => panic!("expected a status event, got {other:?}"),
+    }
 }
 
 /// The last event is `result` with the final status; the one before is its `status` event.
 fn assert_ends_with_result(evs: &[Event], status: EvaluationStatus) {
     let n = evs.len();
     assert!(n >= 2, "expected status + result events, got {evs:?}");
-    assert_eq!(evs[n - 1].kind, EventKind::Result, "last event: {evs:?}");
-    assert_eq!(json(&evs[n - 1])["status"], status.as_str(), "{evs:?}");
-    assert_eq!(evs[n - 2].kind, EventKind::Status, "{evs:?}");
-    assert_eq!(json(&evs[n - 2])["status"], status.as_str(), "{evs:?}");
+    assert_eq!(
+        evs[n - 1].payload,
+        EventPayload::Result { status },
+        "the last event is the result, with the status only: {evs:?}"
+    );
+    match &evs[n - 2].payload {
+        EventPayload::Status { status: s, .. } => assert_eq!(*s, status, "{evs:?}"),
+        other => panic!("the result follows its status event, got {other:?}"),
+    }
+}
+
+fn output_event(stream: OutputStream, text: &str) -> EventPayload {
+    EventPayload::Output {
+        stream,
+        text: text.to_string(),
+    }
+}
+
+async fn output<S: Store + ?Sized>(s: &S, id: &str) -> Output {
+    s.output(id).await.expect("output")
+}
+
+/// Every evaluation, all tenants (a check's store holds far fewer than a page).
+async fn count_all<S: Store + ?Sized>(s: &S) -> usize {
+    s.list(&filter()).await.expect("list").items.len()
 }
 
 fn expect_lease_lost<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
@@ -342,8 +376,6 @@ pub async fn submit_inserts_evaluation_and_queued_event<S: Store + ?Sized>(s: &S
     assert_eq!(created.status, EvaluationStatus::Queued);
     assert_eq!(created.language, Language::Python);
     assert_eq!(created.entrypoint, "main.py");
-    assert_eq!(created.files, n.submission.program.files());
-    assert_eq!(created.stdin, "input\n");
     assert_eq!(created.limits, n.submission.limits);
     assert_eq!(created.priority, 7);
     assert_eq!(created.labels, n.submission.labels);
@@ -371,6 +403,13 @@ pub async fn submit_inserts_evaluation_and_queued_event<S: Store + ?Sized>(s: &S
 
     let other = submit(s, new_eval("acme", 0), T0 + 1).await;
     assert_ne!(other, created.id, "ids are unique");
+
+    // The program and stdin are stored for the worker: the claim hands them over.
+    let c = claim(s, "w", T0 + 2).await;
+    assert_eq!(c.evaluation.id, created.id);
+    assert_eq!(c.input.files, n.submission.program.files());
+    assert_eq!(c.input.entrypoint, "main.py");
+    assert_eq!(c.input.stdin, "input\n");
 }
 
 pub async fn idempotency_key_is_per_tenant<S: Store + ?Sized>(s: &S) {
@@ -401,36 +440,162 @@ pub async fn idempotency_key_is_per_tenant<S: Store + ?Sized>(s: &S) {
     };
     assert_ne!(other.id, first.id);
 
-    // In a batch: known keys return Existing, a key repeated within the batch once Created.
-    let out = s
+    // In a batch, a known key next to new items is not a retry: nothing is inserted.
+    let err = s
         .submit_batch(
             vec![
                 new_eval("t1", 0),
                 with_key(new_eval("t1", 0), "k"),
                 with_key(new_eval("t1", 0), "fresh"),
-                with_key(new_eval("t1", 0), "fresh"),
             ],
             T0 + 10,
         )
-        .await
-        .expect("batch");
-    assert_eq!(out.len(), 4);
-    assert!(matches!(&out[0], SubmitOutcome::Created(_)), "{out:?}");
+        .await;
     assert!(
-        matches!(&out[1], SubmitOutcome::Existing(e) if e == &first),
-        "{out:?}"
+        matches!(&err, Err(StoreError::IdempotencyConflict(k)) if k == "k"),
+        "a batch mixing a seen key with new items: {err:?}"
     );
-    match (&out[2], &out[3]) {
-        (SubmitOutcome::Created(a), SubmitOutcome::Existing(b)) => {
-            assert_eq!(
-                a, b,
-                "the repeat returns the evaluation created earlier in the batch"
-            );
-            assert_eq!(b.idempotency_key.as_deref(), Some("fresh"));
-        }
-        other => panic!("a key repeated in a batch must be Created then Existing: {other:?}"),
+    assert_eq!(list_ids(s, t1).await.len(), 1, "nothing inserted");
+    assert_eq!(
+        s.find_by_idempotency_key("t1", "fresh")
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+pub async fn find_by_idempotency_key_is_per_tenant<S: Store + ?Sized>(s: &S) {
+    assert_eq!(
+        s.find_by_idempotency_key("t1", "k").await.expect("find"),
+        None
+    );
+    let first = submit(s, with_key(new_eval("t1", 0), "k"), T0).await;
+    let other = submit(s, with_key(new_eval("t2", 0), "k"), T0 + 1).await;
+    submit(s, new_eval("t1", 0), T0 + 2).await;
+    let found = s.find_by_idempotency_key("t1", "k").await.expect("find");
+    assert_eq!(found, Some(get(s, &first).await), "the whole evaluation");
+    assert_eq!(
+        s.find_by_idempotency_key("t2", "k")
+            .await
+            .expect("find")
+            .map(|e| e.id),
+        Some(other)
+    );
+    assert_eq!(
+        s.find_by_idempotency_key("t3", "k").await.expect("find"),
+        None
+    );
+    assert_eq!(
+        s.find_by_idempotency_key("t1", "K").await.expect("find"),
+        None
+    );
+    // It follows the evaluation through its life.
+    let c = claim(s, "w", T0 + 3).await;
+    assert_eq!(c.evaluation.id, first);
+    let found = s.find_by_idempotency_key("t1", "k").await.expect("find");
+    assert_eq!(found.map(|e| e.status), Some(EvaluationStatus::Running));
+}
+
+/// One submission of `tenant` per key (`""`: without a key).
+fn keyed(tenant: &str, keys: &[&str]) -> Vec<NewEvaluation> {
+    keys.iter()
+        .map(|k| match *k {
+            "" => new_eval(tenant, 0),
+            k => with_key(new_eval(tenant, 0), k),
+        })
+        .collect()
+}
+
+async fn expect_idempotency_conflict<S: Store + ?Sized>(
+    s: &S,
+    items: Vec<NewEvaluation>,
+) -> String {
+    match s.submit_batch(items, T0 + 10).await {
+        Err(StoreError::IdempotencyConflict(k)) => k,
+        other => panic!("a batch mixing seen and new items must conflict: {other:?}"),
     }
-    assert_eq!(list_ids(s, t1).await.len(), 3);
+}
+
+pub async fn submit_batch_idempotency_is_all_or_nothing<S: Store + ?Sized>(s: &S) {
+    let first: Vec<Evaluation> = s
+        .submit_batch(keyed("t", &["a", "b", "c"]), T0)
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|o| match o {
+            SubmitOutcome::Created(e) => e,
+            other => panic!("new keys must be Created: {other:?}"),
+        })
+        .collect();
+    let mut events = Vec::new();
+    for e in &first {
+        events.push(all_events(s, &e.id).await);
+    }
+    // The same batch again (a client retry): every item Existing, in order, nothing inserted.
+    let again = s
+        .submit_batch(keyed("t", &["a", "b", "c"]), T0 + 5)
+        .await
+        .expect("batch again");
+    let existing: Vec<SubmitOutcome> = first.iter().cloned().map(SubmitOutcome::Existing).collect();
+    assert_eq!(
+        again, existing,
+        "a retried batch returns the first evaluations in order"
+    );
+    // In another order too.
+    let out = s
+        .submit_batch(keyed("t", &["c", "b", "a"]), T0 + 6)
+        .await
+        .expect("reversed");
+    let ids: Vec<&str> = out.iter().map(|o| o.evaluation().id.as_str()).collect();
+    assert_eq!(ids, [&first[2].id, &first[1].id, &first[0].id]);
+    assert!(out.iter().all(|o| !o.is_created()));
+    assert_eq!(count_all(s).await, 3, "nothing inserted");
+    for (e, evs) in first.iter().zip(&events) {
+        assert_eq!(&all_events(s, &e.id).await, evs, "nothing appended");
+    }
+
+    // Seen and new items mixed, in any order: nothing inserted, the conflict names a seen key.
+    // An item without a key is always new.
+    for mixed in [&["new-1", "b"], &["a", "new-1"], &["c", ""]] {
+        let k = expect_idempotency_conflict(s, keyed("t", mixed)).await;
+        assert!(["a", "b", "c"].contains(&k.as_str()), "a seen key: {k:?}");
+    }
+    assert_eq!(
+        count_all(s).await,
+        3,
+        "nothing of a conflicting batch inserted"
+    );
+    assert_eq!(
+        s.find_by_idempotency_key("t", "new-1").await.expect("find"),
+        None
+    );
+    // Keys are per tenant: the same keys in another tenant are new.
+    let other = s
+        .submit_batch(keyed("u", &["a", "b"]), T0 + 20)
+        .await
+        .expect("other tenant");
+    assert!(other.iter().all(SubmitOutcome::is_created), "{other:?}");
+
+    // A key repeated inside one batch counts as seen: with a new key, the batch conflicts.
+    let k = expect_idempotency_conflict(s, keyed("t", &["dup", "dup"])).await;
+    assert_eq!(k, "dup");
+    assert_eq!(
+        s.find_by_idempotency_key("t", "dup").await.expect("find"),
+        None
+    );
+    // With a seen key, every item is seen: all Existing, the same evaluation twice.
+    let out = s
+        .submit_batch(keyed("t", &["a", "a"]), T0 + 31)
+        .await
+        .expect("a seen key twice");
+    assert_eq!(out, [existing[0].clone(), existing[0].clone()]);
+    // Items without keys are always new.
+    let out = s
+        .submit_batch(keyed("t", &["", ""]), T0 + 40)
+        .await
+        .expect("no keys");
+    assert!(out.iter().all(SubmitOutcome::is_created), "{out:?}");
+    assert_eq!(count_all(s).await, 7);
 }
 
 pub async fn submit_batch_inserts_all_in_order<S: Store + ?Sized>(s: &S) {
@@ -450,8 +615,8 @@ pub async fn submit_batch_inserts_all_in_order<S: Store + ?Sized>(s: &S) {
             other => panic!("batch item {i} must be Created: {other:?}"),
         };
         assert_eq!(
-            e.stdin,
-            format!("item {i}"),
+            e.labels.get("index"),
+            Some(&i.to_string()),
             "results come back in input order"
         );
         assert_eq!(e.status, EvaluationStatus::Queued);
@@ -468,6 +633,12 @@ pub async fn submit_batch_inserts_all_in_order<S: Store + ?Sized>(s: &S) {
         s.submit_batch(vec![], T0).await.expect("empty batch").len(),
         0
     );
+    // Each item keeps its own input.
+    for i in 0..50 {
+        let c = claim(s, "w", T0 + 1).await;
+        let index = &c.evaluation.labels["index"];
+        assert_eq!(c.input.stdin, format!("item {index}"), "item {i}");
+    }
 }
 
 pub async fn get_unknown_is_none<S: Store + ?Sized>(s: &S) {
@@ -635,13 +806,13 @@ pub async fn list_filters<S: Store + ?Sized>(s: &S) {
     }
 }
 
-async fn pages<S: Store + ?Sized>(s: &S, f: &ListFilter) -> Vec<crate::Evaluation> {
+async fn pages<S: Store + ?Sized>(s: &S, f: &ListFilter) -> Vec<Evaluation> {
     let mut out = Vec::new();
     let mut f = f.clone();
     for _ in 0..10_000 {
         let page = s.list(&f).await.expect("list page");
         assert!(
-            page.items.len() <= f.limit as usize,
+            page.items.len() <= usize::try_from(f.limit).unwrap_or(usize::MAX),
             "page larger than limit"
         );
         out.extend(page.items);
@@ -805,6 +976,65 @@ pub async fn claim_marks_running_and_appends_status_event<S: Store + ?Sized>(s: 
     assert_eq!(evs[1].at, T0 + 5);
 }
 
+pub async fn claim_returns_the_job_input<S: Store + ?Sized>(s: &S) {
+    let files = vec![
+        ProgramFile {
+            path: "run.py".into(),
+            content: "from pkg.util import f\nprint(f(input()))\n".into(),
+        },
+        ProgramFile {
+            path: "pkg/__init__.py".into(),
+            content: String::new(),
+        },
+        ProgramFile {
+            path: "pkg/util.py".into(),
+            content: "def f(x):\n    return x[::-1]  # ✓ \"quoted\" {json}\n".into(),
+        },
+    ];
+    let mut n = new_eval("t", 0);
+    n.submission.program = Program::new(files.clone(), "run.py").expect("program");
+    n.submission.stdin = "ünï\n\tline 2".into();
+    let id = submit(s, n, T0).await;
+    let plain = submit(s, new_eval("t", 0), T0 + 1).await;
+    let expected = JobInput {
+        entrypoint: "run.py".into(),
+        files,
+        stdin: "ünï\n\tline 2".into(),
+    };
+    let c = claim(s, "w", T0 + 2).await;
+    assert_eq!(c.evaluation.id, id);
+    assert_eq!(c.input, expected, "the program and stdin as submitted");
+    assert_eq!(c.evaluation.entrypoint, "run.py");
+    let p = c.input.program().expect("a valid program");
+    assert_eq!(p.entrypoint(), "run.py");
+    let c2 = claim(s, "w", T0 + 2).await;
+    assert_eq!(c2.evaluation.id, plain);
+    assert_eq!(
+        c2.input,
+        JobInput {
+            entrypoint: "main.py".into(),
+            files: Program::single("print('hello')\n").files().to_vec(),
+            stdin: String::new(),
+        }
+    );
+    // A retry gets the same input again.
+    s.finish(
+        &id,
+        &c.token,
+        &run_result(RunStatus::Errored),
+        &policy(),
+        T0 + 3,
+    )
+    .await
+    .expect("finish");
+    let retry = claim(s, "w", T0 + 3 + 60_000).await;
+    assert_eq!(
+        (retry.evaluation.id.as_str(), retry.attempt),
+        (id.as_str(), 2)
+    );
+    assert_eq!(retry.input, expected);
+}
+
 pub async fn claim_never_hands_out_a_job_twice<S: Store + ?Sized>(s: &S) {
     let a = submit(s, new_eval("t", 0), T0).await;
     let b = submit(s, new_eval("t", 0), T0 + 1).await;
@@ -855,7 +1085,10 @@ pub async fn concurrent_claims_never_share_a_job<S: Store + ?Sized>(s: &S) {
     }
     assert_eq!(total, JOBS, "every job claimed exactly once");
     let stats = s.queue_stats(None, T0 + 2).await.expect("stats");
-    assert_eq!(stats.counts.get("running").copied(), Some(JOBS as u64));
+    assert_eq!(
+        stats.counts.get(&EvaluationStatus::Running).copied(),
+        u64::try_from(JOBS).ok()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1130,8 +1363,7 @@ pub async fn heartbeat_extends_the_lease_and_is_fenced<S: Store + ?Sized>(s: &S)
     );
     // Heartbeats append no events.
     let evs = all_events(s, &id).await;
-    assert_eq!(evs[evs.len() - 1].kind, EventKind::Status);
-    assert_eq!(json(&evs[evs.len() - 1])["status"], "queued", "{evs:?}");
+    assert_status_event(&evs[evs.len() - 1], EvaluationStatus::Queued, 1);
 }
 
 pub async fn append_output_is_fenced_and_gapless<S: Store + ?Sized>(s: &S) {
@@ -1148,9 +1380,9 @@ pub async fn append_output_is_fenced_and_gapless<S: Store + ?Sized>(s: &S) {
         (OutputStream::Stderr, "\t\"quoted\" {json}\n"),
     ];
     let mut last = 2; // queued, running
-    for (i, (stream, data)) in chunks.iter().enumerate() {
+    for ((stream, data), at) in chunks.iter().zip(T0 + 3..) {
         let seq = s
-            .append_output(&id, &c.token, *stream, data, T0 + 3 + i as i64)
+            .append_output(&id, &c.token, *stream, data, at)
             .await
             .expect("append");
         assert_eq!(seq, last + 1, "seq strictly increasing without gaps");
@@ -1172,13 +1404,82 @@ pub async fn append_output_is_fenced_and_gapless<S: Store + ?Sized>(s: &S) {
     );
     let evs = all_events(s, &id).await;
     assert_eq!(evs.len(), 2 + chunks.len(), "{evs:?}");
-    for (i, (stream, data)) in chunks.iter().enumerate() {
-        let e = &evs[2 + i];
-        assert_eq!(e.kind, EventKind::from(*stream));
-        assert_eq!(e.data, *data, "output is stored verbatim");
-        assert_eq!(e.at, T0 + 3 + i as i64);
+    for ((e, (stream, data)), at) in evs[2..].iter().zip(&chunks).zip(T0 + 3..) {
+        assert_eq!(
+            e.payload,
+            output_event(*stream, data),
+            "output is stored verbatim"
+        );
+        assert_eq!(e.at, at);
     }
     assert_eq!(all_events(s, &other).await.len(), 2 + chunks.len());
+    assert_eq!(
+        output(s, &id).await,
+        Output {
+            stdout: "line 1\nno newline".into(),
+            stderr: "warn: ✓ ü\n\t\"quoted\" {json}\n".into(),
+        }
+    );
+}
+
+pub async fn output_concatenates_the_chunks_of_each_stream<S: Store + ?Sized>(s: &S) {
+    expect_not_found(s.output("no-such-evaluation").await, "output");
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let other = submit(s, new_eval("t", 0), T0 + 1).await;
+    assert_eq!(
+        output(s, &id).await,
+        Output::default(),
+        "queued: nothing yet"
+    );
+    let c = claim(s, "w", T0 + 2).await;
+    let c_other = claim(s, "w", T0 + 2).await;
+    assert_eq!(output(s, &id).await, Output::default(), "running, silent");
+    let mut expected = Output::default();
+    for i in 0..200u32 {
+        let (stream, text) = match i % 3 {
+            0 | 1 => (OutputStream::Stdout, format!("line {i}: ✓\n")),
+            _ => (OutputStream::Stderr, format!("err {i} ")),
+        };
+        s.append_output(&id, &c.token, stream, &text, T0 + 3)
+            .await
+            .expect("append");
+        match stream {
+            OutputStream::Stdout => expected.stdout.push_str(&text),
+            OutputStream::Stderr => expected.stderr.push_str(&text),
+        }
+        if i % 50 == 0 {
+            s.append_output(&other, &c_other.token, OutputStream::Stdout, "o", T0 + 3)
+                .await
+                .expect("append other");
+            assert_eq!(output(s, &id).await, expected, "the output so far ({i})");
+        }
+    }
+    assert_eq!(output(s, &id).await, expected);
+    assert_eq!(
+        output(s, &other).await,
+        Output {
+            stdout: "oooo".into(),
+            stderr: String::new()
+        },
+        "per evaluation"
+    );
+    // Finishing changes nothing in it; the run result's own output is not what is kept.
+    let mut result = run_result(RunStatus::Succeeded);
+    result.stdout = "what the worker kept".into();
+    s.finish(&id, &c.token, &result, &policy(), T0 + 4)
+        .await
+        .expect("finish");
+    assert_eq!(
+        output(s, &id).await,
+        expected,
+        "the event log is the output"
+    );
+    // A large chunk is kept whole.
+    let big = "x".repeat(1 << 20);
+    s.append_output(&other, &c_other.token, OutputStream::Stderr, &big, T0 + 5)
+        .await
+        .expect("append a large chunk");
+    assert_eq!(output(s, &other).await.stderr.len(), big.len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1193,8 +1494,7 @@ pub async fn finish_with_user_outcome_is_final<S: Store + ?Sized>(s: &S) {
         RunStatus::OutputExceeded,
         RunStatus::Cancelled,
     ];
-    for (i, status) in outcomes.into_iter().enumerate() {
-        let now = T0 + 1_000 * i as i64;
+    for (status, now) in outcomes.into_iter().zip((T0..).step_by(1_000)) {
         let id = submit(s, new_eval("t", 0), now).await;
         let c = claim(s, "w", now + 1).await;
         assert_eq!(c.evaluation.id, id);
@@ -1211,9 +1511,9 @@ pub async fn finish_with_user_outcome_is_final<S: Store + ?Sized>(s: &S) {
         let e = get(s, &id).await;
         assert_eq!(e.status, expected);
         assert_eq!(
-            e.result.as_ref(),
-            Some(&result),
-            "the result is stored as given"
+            e.result,
+            Some(RunRecord::of(&result)),
+            "the result is stored as given, without its output"
         );
         assert_eq!(e.finished_at, Some(now + 3));
         assert_eq!(e.started_at, Some(now + 1));
@@ -1226,12 +1526,19 @@ pub async fn finish_with_user_outcome_is_final<S: Store + ?Sized>(s: &S) {
             "queued, running, stdout, status, result: {evs:?}"
         );
         assert_ends_with_result(&evs, expected);
-        let r = json(&evs[4]);
         assert_eq!(
-            r["result"]["exit_code"],
-            serde_json::json!(result.exit_code)
+            e.result.as_ref().map(|r| r.exit_code),
+            Some(result.exit_code)
         );
         assert_eq!(evs[4].at, now + 3);
+        assert_eq!(
+            output(s, &id).await,
+            Output {
+                stdout: "hello\n".into(),
+                stderr: String::new()
+            },
+            "the output is the event log's"
+        );
         claim_none(s, now + 10 * LEASE_MS, "finished jobs are never claimed").await;
         assert_eq!(
             s.reap_expired(&policy(), now + 10 * LEASE_MS)
@@ -1365,7 +1672,7 @@ pub async fn finish_with_stale_token_changes_nothing<S: Store + ?Sized>(s: &S) {
         .expect("the live worker finishes");
     let e = get(s, &id).await;
     assert_eq!(e.status, EvaluationStatus::Failed);
-    assert_eq!(e.result, Some(result));
+    assert_eq!(e.result, Some(RunRecord::of(&result)));
     assert_eq!(e.worker_id.as_deref(), Some("live"));
 }
 
@@ -1420,7 +1727,7 @@ pub async fn reap_requeues_expired_leases_and_fences_the_zombie<S: Store + ?Size
     assert_eq!(get(s, &id).await, e);
 
     // Claimable again once the backoff passed.
-    let c2 = claim(s, "w3", t + p.backoff(1).as_millis() as i64).await;
+    let c2 = claim(s, "w3", crate::after(t, p.backoff(1))).await;
     assert_eq!(c2.evaluation.id, id);
     assert_eq!(c2.attempt, 2);
     // And the zombie's token still does not work after the re-claim.
@@ -1447,7 +1754,7 @@ pub async fn reap_dead_letters_after_max_attempts<S: Store + ?Sized>(s: &S) {
         assert_eq!(c.attempt, attempt);
         now = c.lease_expires_at + 1;
         assert_eq!(s.reap_expired(&p, now).await.expect("reap"), 1);
-        now += p.max_backoff_ms as i64;
+        now = crate::after(now, Duration::from_millis(p.max_backoff_ms));
     }
     let e = get(s, &id).await;
     assert_eq!(e.status, EvaluationStatus::Dead);
@@ -1566,7 +1873,7 @@ pub async fn cancel_running_is_requested_until_finish<S: Store + ?Sized>(s: &S) 
     );
     let e = get(s, &id).await;
     assert_eq!(e.status, EvaluationStatus::Cancelled);
-    assert_eq!(e.result, Some(result));
+    assert_eq!(e.result, Some(RunRecord::of(&result)));
     assert_ends_with_result(&all_events(s, &id).await, EvaluationStatus::Cancelled);
 }
 
@@ -1750,6 +2057,7 @@ pub async fn unknown_ids_are_not_found<S: Store + ?Sized>(s: &S) {
     );
     expect_not_found(s.finish("nope", "t", &r, &p, T0).await, "finish");
     expect_not_found(s.release("nope", "t", T0).await, "release");
+    expect_not_found(s.output("nope").await, "output");
     assert_eq!(
         s.events("nope", 0, 10).await.expect("events of unknown id"),
         vec![]
@@ -1783,8 +2091,8 @@ pub async fn events_paginate<S: Store + ?Sized>(s: &S) {
     );
     let all = all_events(s, &id).await;
     assert_eq!(all.len(), 7);
-    assert_eq!(all[2].data, "0");
-    assert_eq!(all[6].data, "4");
+    assert_eq!(all[2].payload, output_event(OutputStream::Stdout, "0"));
+    assert_eq!(all[6].payload, output_event(OutputStream::Stdout, "4"));
     s.finish(
         &id,
         &c.token,
@@ -1826,18 +2134,87 @@ pub async fn queue_stats_counts_and_oldest_age<S: Store + ?Sized>(s: &S) {
     .expect("finish");
     s.cancel(&ids[2], T0 + 1_002).await.expect("cancel");
     let st = s.queue_stats(None, T0 + 5_000).await.expect("stats");
-    let count = |k: &str| st.counts.get(k).copied().unwrap_or(0);
-    assert_eq!(count("queued"), 2, "{st:?}");
-    assert_eq!(count("running"), 1, "{st:?}");
-    assert_eq!(count("failed"), 1, "{st:?}");
-    assert_eq!(count("cancelled"), 1, "{st:?}");
-    assert_eq!(count("succeeded"), 0, "{st:?}");
+    let count = |k| count_of(&st, k);
+    assert_eq!(count(EvaluationStatus::Queued), 2, "{st:?}");
+    assert_eq!(count(EvaluationStatus::Running), 1, "{st:?}");
+    assert_eq!(count(EvaluationStatus::Failed), 1, "{st:?}");
+    assert_eq!(count(EvaluationStatus::Cancelled), 1, "{st:?}");
+    assert_eq!(count(EvaluationStatus::Succeeded), 0, "{st:?}");
     assert_eq!(
         st.oldest_queued_age_ms,
         Some(5_000 - 300),
         "the oldest queued was created at T0+300"
     );
     assert_eq!(c0.evaluation.id, ids[0]);
+}
+
+/// The count of `status` (every status must be present).
+fn count_of(st: &QueueStats, status: EvaluationStatus) -> u64 {
+    st.counts
+        .get(&status)
+        .copied()
+        .unwrap_or_else(|| panic!("every status is counted, {status} is missing: {st:?}"))
+}
+
+pub async fn queue_stats_counts_every_status<S: Store + ?Sized>(s: &S) {
+    let mut every: Vec<EvaluationStatus> = EvaluationStatus::ALL.to_vec();
+    every.sort();
+    let empty = s.queue_stats(None, T0).await.expect("stats");
+    assert_eq!(
+        empty.counts.keys().copied().collect::<Vec<_>>(),
+        every,
+        "every status, at zero"
+    );
+    // One evaluation ending in each status a run can reach.
+    let finished = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::MemoryExceeded,
+        RunStatus::OutputExceeded,
+    ];
+    for (status, now) in finished.into_iter().zip((T0..).step_by(10)) {
+        submit(s, new_eval("t", 0), now).await;
+        let c = claim(s, "w", now + 1).await;
+        s.finish(
+            &c.evaluation.id,
+            &c.token,
+            &run_result(status),
+            &policy(),
+            now + 2,
+        )
+        .await
+        .expect("finish");
+    }
+    let dead = submit(s, with_max_attempts(new_eval("t", 0), 1), T0 + 100).await;
+    let c = claim(s, "w", T0 + 101).await;
+    assert_eq!(c.evaluation.id, dead);
+    s.finish(
+        &dead,
+        &c.token,
+        &run_result(RunStatus::Errored),
+        &policy(),
+        T0 + 102,
+    )
+    .await
+    .expect("finish");
+    let cancelled = submit(s, new_eval("t", 0), T0 + 110).await;
+    s.cancel(&cancelled, T0 + 111).await.expect("cancel");
+    submit(s, new_eval("t", 0), T0 + 120).await;
+    claim(s, "w", T0 + 121).await;
+    submit(s, new_eval("other", 0), T0 + 130).await;
+
+    let st = s.queue_stats(None, T0 + 200).await.expect("stats");
+    assert_eq!(st.counts.keys().copied().collect::<Vec<_>>(), every);
+    for status in every.iter().copied() {
+        // `errored` is never where an evaluation stays: it is retried or dead-lettered.
+        let expected = u64::from(status != EvaluationStatus::Errored);
+        assert_eq!(count_of(&st, status), expected, "{status}: {st:?}");
+    }
+    let t = s.queue_stats(Some("t"), T0 + 200).await.expect("stats");
+    assert_eq!(t.counts.keys().copied().collect::<Vec<_>>(), every);
+    assert_eq!(count_of(&t, EvaluationStatus::Queued), 0, "{t:?}");
+    assert_eq!(count_of(&t, EvaluationStatus::Dead), 1, "{t:?}");
 }
 
 pub async fn queue_stats_per_tenant<S: Store + ?Sized>(s: &S) {
@@ -1859,7 +2236,8 @@ pub async fn queue_stats_per_tenant<S: Store + ?Sized>(s: &S) {
     .await
     .expect("worker heartbeat");
     let now = T0 + 1_000;
-    let count = |st: &crate::QueueStats, k: &str| st.counts.get(k).copied().unwrap_or(0);
+    let count =
+        |st: &QueueStats, k: &str| count_of(st, EvaluationStatus::parse(k).expect("a status"));
 
     let all = s.queue_stats(None, now).await.expect("stats");
     assert_eq!(count(&all, "queued"), 2, "{all:?}");
@@ -2162,7 +2540,7 @@ async fn audit_all<S: Store + ?Sized>(s: &S, mut filter: AuditFilter) -> Vec<Aud
     let mut out = Vec::new();
     loop {
         let page = s.list_audit(&filter).await.expect("list audit");
-        assert!(page.items.len() <= filter.limit.max(1) as usize);
+        assert!(page.items.len() <= usize::try_from(filter.limit.max(1)).unwrap_or(usize::MAX));
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => filter.cursor = Some(c),
@@ -2225,16 +2603,10 @@ pub async fn audit_list_filters_and_pages<S: Store + ?Sized>(s: &S) {
         (Some("key-a"), Some("acme"), "key.create", Ok),
         (Some("key-b"), Some("beta"), "evaluation.cancel", Ok),
     ];
-    for (i, (actor, tenant, action, outcome)) in rows.iter().enumerate() {
-        s.append_audit(audit_entry(
-            T0 + 10 * i as i64,
-            *actor,
-            *tenant,
-            action,
-            *outcome,
-        ))
-        .await
-        .expect("append");
+    for ((actor, tenant, action, outcome), at) in rows.iter().zip((T0..).step_by(10)) {
+        s.append_audit(audit_entry(at, *actor, *tenant, action, *outcome))
+            .await
+            .expect("append");
     }
     let seqs = |items: &[AuditEntry]| items.iter().map(|e| e.seq).collect::<Vec<_>>();
     let all = |filter: AuditFilter| async move { seqs(&audit_all(s, filter).await) };

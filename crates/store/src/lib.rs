@@ -1,6 +1,20 @@
 //! `assay-store`: the storage contract of Assay — evaluations, the durable job queue, the event
-//! log, workers and API keys — as one trait that every backend (SQLite now, PostgreSQL next)
-//! implements, plus the conformance suite every backend must pass (`conformance` module).
+//! log, workers, API keys and the audit log — as one trait that every backend implements, and
+//! the semantics every backend shares as pure code:
+//!
+//! - [`lifecycle`]: the queue's state machine (claim, finish, retry with backoff, dead letters,
+//!   hand-back, cancellation, requeue);
+//! - [`claim`]: the fair-claim policy (fair share, then priority, then age; running caps);
+//! - [`event`]: the typed event payloads and their stored encoding;
+//! - [`record`]: the stored formats of structured columns (tolerant of fields added later);
+//! - [`idempotency`]: what a batch insert does about idempotency keys;
+//! - [`cursor`]: the cursor format of paged lists;
+//! - [`url`]: which backend to open, as a URL;
+//! - [`audit`]: audit entries and their hash chain.
+//!
+//! A backend only persists: it loads, hands the state to these functions, and writes back what
+//! they return. Every backend passes the conformance suite (`conformance`, behind the cargo
+//! feature of the same name, for tests only).
 //!
 //! Time is always passed in (`now`, unix milliseconds) so that leases, backoff and expiry are
 //! tested without sleeping.
@@ -8,38 +22,43 @@
 
 pub mod audit;
 pub mod bus;
+pub mod claim;
+#[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod cursor;
+mod error;
+pub mod event;
+pub mod idempotency;
+pub mod lifecycle;
+pub mod record;
+mod time;
+pub mod url;
 
 use assay_domain::{
-    EvaluationStatus, Language, Limits, OutputStream, ProgramFile, QuotaPolicy, RetryPolicy,
-    RunResult, Submission,
+    EvaluationStatus, Language, Limits, OutputStream, Program, ProgramError, ProgramFile,
+    RetryPolicy, Role, RunResult, Submission,
 };
 pub use audit::{
     AuditBreak, AuditEntry, AuditFilter, AuditOutcome, AuditVerification, NewAuditEntry,
 };
-use serde::{Deserialize, Serialize};
+pub use claim::ClaimPolicy;
+pub use error::{Result, StoreError};
+pub use event::{Event, EventKind, EventPayload};
+pub use record::{Output, RunRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
+pub use time::{Millis, after, now_millis};
+pub use url::{StoreUrl, StoreUrlError};
 
-/// Unix time in milliseconds.
-pub type Millis = i64;
-
-pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An evaluation as stored, without its program and its output (see [`Claim::input`] and
+/// [`Store::output`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evaluation {
     pub id: String,
     pub tenant: String,
     pub status: EvaluationStatus,
     pub language: Language,
     pub entrypoint: String,
-    pub files: Vec<ProgramFile>,
-    pub stdin: String,
     pub limits: Limits,
     pub priority: i32,
     pub labels: BTreeMap<String, String>,
@@ -49,13 +68,30 @@ pub struct Evaluation {
     pub created_at: Millis,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
-    /// The run's result, once terminal (absent for cancelled-while-queued and dead).
-    pub result: Option<RunResult>,
+    /// How the run ended, once terminal (absent for cancelled-while-queued and dead). The
+    /// output is in the event log ([`Store::output`]).
+    pub result: Option<RunRecord>,
     /// Dead-letter reason, or the last platform error.
     pub error: Option<String>,
     pub worker_id: Option<String>,
     pub cancel_requested: bool,
     pub idempotency_key: Option<String>,
+}
+
+/// What a sandbox needs to run an evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobInput {
+    pub entrypoint: String,
+    pub files: Vec<ProgramFile>,
+    pub stdin: String,
+}
+
+impl JobInput {
+    /// The program, checked again (it was validated on submission; a stored program that is not
+    /// valid is a platform fault).
+    pub fn program(&self) -> Result<Program, ProgramError> {
+        Program::new(self.files.clone(), self.entrypoint.clone())
+    }
 }
 
 /// What to insert for one submission.
@@ -81,6 +117,16 @@ impl SubmitOutcome {
             SubmitOutcome::Created(e) | SubmitOutcome::Existing(e) => e,
         }
     }
+
+    pub fn into_evaluation(self) -> Evaluation {
+        match self {
+            SubmitOutcome::Created(e) | SubmitOutcome::Existing(e) => e,
+        }
+    }
+
+    pub fn is_created(&self) -> bool {
+        matches!(self, SubmitOutcome::Created(_))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,14 +138,14 @@ pub struct ListFilter {
     pub label: Option<(String, String)>,
     pub created_after: Option<Millis>,
     pub created_before: Option<Millis>,
-    /// Opaque cursor from a previous page.
+    /// From a previous page ([`cursor::Cursor`], encoded).
     pub cursor: Option<String>,
     /// Page size, 1..=1000 (the store clamps nothing: callers validate).
     pub limit: u32,
 }
 
 /// Newest first. `next_cursor` is present when more items follow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -109,42 +155,12 @@ pub struct Page<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub evaluation: Evaluation,
+    /// The program and stdin to run.
+    pub input: JobInput,
     /// Fencing token: every later write for this attempt must present it.
     pub token: String,
     pub attempt: u32,
     pub lease_expires_at: Millis,
-}
-
-/// Running caps per tenant, applied when claiming (from the operator's quotas).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClaimPolicy {
-    /// The cap of every tenant without an entry in `tenants` (`None`: no cap).
-    pub max_running: Option<u32>,
-    /// Per-tenant caps, replacing `max_running` (`None`: no cap for this tenant).
-    pub tenants: BTreeMap<String, Option<u32>>,
-}
-
-impl ClaimPolicy {
-    /// How many evaluations of `tenant` may run at once (`None`: any number).
-    pub fn max_running(&self, tenant: &str) -> Option<u32> {
-        match self.tenants.get(tenant) {
-            Some(cap) => *cap,
-            None => self.max_running,
-        }
-    }
-}
-
-impl From<&QuotaPolicy> for ClaimPolicy {
-    fn from(q: &QuotaPolicy) -> ClaimPolicy {
-        ClaimPolicy {
-            max_running: q.default.running_cap(),
-            tenants: q
-                .tenants
-                .iter()
-                .map(|(t, tq)| (t.clone(), tq.running_cap()))
-                .collect(),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,59 +169,7 @@ pub struct LeaseState {
     pub cancel_requested: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Status,
-    Stdout,
-    Stderr,
-    Result,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Status => "status",
-            EventKind::Stdout => "stdout",
-            EventKind::Stderr => "stderr",
-            EventKind::Result => "result",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EventKind> {
-        [
-            EventKind::Status,
-            EventKind::Stdout,
-            EventKind::Stderr,
-            EventKind::Result,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-impl From<OutputStream> for EventKind {
-    fn from(s: OutputStream) -> Self {
-        match s {
-            OutputStream::Stdout => EventKind::Stdout,
-            OutputStream::Stderr => EventKind::Stderr,
-        }
-    }
-}
-
-/// One entry of an evaluation's event log. `seq` starts at 1 and has no gaps.
-/// `data`: for `status`, JSON `{"status": "...", "attempt": n}`; for `stdout`/`stderr`, the
-/// text; for `result`, the JSON of the evaluation's final state (status, result, error).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub evaluation_id: String,
-    pub seq: i64,
-    pub kind: EventKind,
-    pub data: String,
-    pub at: Millis,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerInfo {
     pub id: String,
     pub hostname: String,
@@ -216,74 +180,27 @@ pub struct WorkerInfo {
     pub last_seen: Millis,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueStats {
-    pub counts: BTreeMap<String, u64>,
+    /// Every status, zeros included.
+    pub counts: BTreeMap<EvaluationStatus, u64>,
     pub oldest_queued_age_ms: Option<i64>,
     pub workers: Vec<WorkerInfo>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Member,
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        [Role::Admin, Role::Member, Role::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
-
 /// An API key as stored: only the SHA-256 hash of the secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
     pub tenant: String,
     pub role: Role,
-    #[serde(skip)]
     pub hash: String,
     pub created_at: Millis,
     pub expires_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
     pub last_used_at: Option<Millis>,
 }
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No evaluation (or API key) with this id.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The lease token is not the current one (expired and re-claimed, or finished): the
-    /// caller is a zombie and must stop writing.
-    #[error("lease lost for evaluation {0}")]
-    LeaseLost(String),
-    #[error("evaluation {id} is {status}: {action} is not possible")]
-    Conflict {
-        id: String,
-        status: EvaluationStatus,
-        action: &'static str,
-    },
-    #[error("invalid cursor")]
-    InvalidCursor,
-    #[error("database: {0}")]
-    Backend(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -292,7 +209,10 @@ pub trait Store: Send + Sync + 'static {
     /// returns the existing evaluation.
     async fn submit(&self, new: NewEvaluation, now: Millis) -> Result<SubmitOutcome>;
 
-    /// All or nothing: every item is inserted in one transaction.
+    /// All or nothing: every item is inserted in one transaction. Idempotency too: when every
+    /// item's key was seen before, nothing is inserted and the existing evaluations are
+    /// returned; when only some were, nothing is inserted and the answer is
+    /// `IdempotencyConflict`.
     async fn submit_batch(
         &self,
         items: Vec<NewEvaluation>,
@@ -301,22 +221,20 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>>;
 
+    /// The evaluation `tenant` created with idempotency key `key`, if any.
+    async fn find_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Evaluation>>;
+
+    /// The output so far: every `stdout` and `stderr` event, concatenated in order. `NotFound`
+    /// for an unknown id.
+    async fn output(&self, id: &str) -> Result<Output>;
+
     async fn list(&self, filter: &ListFilter) -> Result<Page<Evaluation>>;
 
-    /// Queued: cancelled at once (terminal, `status` and `result` events). Running: marks
-    /// `cancel_requested` (the worker sees it at its next heartbeat and kills the sandbox).
-    /// Terminal: unchanged. Returns the evaluation after the change.
+    /// Cancels ([`lifecycle::Lifecycle::cancel`]). Returns the evaluation after the change.
     async fn cancel(&self, id: &str, now: Millis) -> Result<Evaluation>;
 
-    /// Leases the best job among queued jobs whose backoff has passed (`not_before <= now`),
-    /// skipping every tenant that already has `policy.max_running(tenant)` evaluations running.
-    /// The order (fair share first, so that a tenant flooding the queue cannot occupy every
-    /// worker):
-    /// 1. the tenant with the fewest running evaluations,
-    /// 2. then the highest priority,
-    /// 3. then the oldest (`created_at`, then insertion order).
-    ///
-    /// Marks it running, counts the attempt, appends a `status` event. `None` when nothing is
+    /// Leases the job [`claim::FairPick`] chooses among queued jobs whose backoff has passed,
+    /// under `policy`'s running caps ([`lifecycle::Lifecycle::claim`]). `None` when nothing is
     /// claimable.
     async fn claim(
         &self,
@@ -330,7 +248,7 @@ pub trait Store: Send + Sync + 'static {
     /// the queue caps count.
     async fn count_queued(&self, tenant: Option<&str>) -> Result<u64>;
 
-    /// Extends the lease. `LeaseLost` if the token is no longer current.
+    /// Extends the lease to `now + lease`. `LeaseLost` if the token is no longer current.
     async fn heartbeat(
         &self,
         id: &str,
@@ -349,9 +267,9 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<i64>;
 
-    /// Ends the attempt (fenced). User-code outcomes are final; a platform failure
-    /// (`errored`) is retried with backoff or dead-lettered, per `policy`. Returns the status
-    /// the evaluation now has (`queued` when a retry is due).
+    /// Ends the attempt (fenced; [`lifecycle::Lifecycle::finish`]). The result is stored
+    /// without its output, which the event log already holds. Returns the status the
+    /// evaluation now has (`queued` when a retry is due).
     async fn finish(
         &self,
         id: &str,
@@ -361,12 +279,12 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<EvaluationStatus>;
 
-    /// Hands a running job back (graceful shutdown): queued again at once, the attempt not
-    /// counted against `max_attempts`. Fenced.
+    /// Hands a running job back (graceful shutdown; fenced;
+    /// [`lifecycle::Lifecycle::release`]).
     async fn release(&self, id: &str, token: &str, now: Millis) -> Result<()>;
 
-    /// Returns jobs whose lease expired to the queue (a platform failure: counts toward
-    /// `max_attempts`, then dead). Returns how many were reaped.
+    /// Returns jobs whose lease expired to the queue ([`lifecycle::Lifecycle::expire`]).
+    /// Returns how many were reaped.
     async fn reap_expired(&self, policy: &RetryPolicy, now: Millis) -> Result<u64>;
 
     /// Events with `seq > after`, in order, at most `limit`.
@@ -376,7 +294,7 @@ pub trait Store: Send + Sync + 'static {
     /// the workers are shared by every tenant and always all listed.
     async fn queue_stats(&self, tenant: Option<&str>, now: Millis) -> Result<QueueStats>;
 
-    /// Dead → queued with attempts reset. `Conflict` unless dead.
+    /// Dead → queued ([`lifecycle::Lifecycle::requeue`]). `Conflict` unless dead.
     async fn requeue(&self, id: &str, now: Millis) -> Result<Evaluation>;
 
     async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<()>;
@@ -414,37 +332,8 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the whole audit chain (every hash, every link, no gap, the head) and reports the
     /// first break. Reads one consistent snapshot.
     async fn verify_audit(&self) -> Result<AuditVerification>;
-}
 
-#[cfg(test)]
-mod claim_policy_tests {
-    use super::*;
-    use assay_domain::TenantQuota;
-
-    #[test]
-    fn claim_policy_from_quotas() {
-        let mut q = QuotaPolicy::default();
-        assert_eq!(
-            ClaimPolicy::from(&q),
-            ClaimPolicy::default(),
-            "no caps by default"
-        );
-        q.default.max_running = 2;
-        q.tenants.insert(
-            "big".into(),
-            TenantQuota {
-                max_running: 8,
-                ..Default::default()
-            },
-        );
-        q.tenants.insert("free".into(), TenantQuota::default());
-        let p = ClaimPolicy::from(&q);
-        assert_eq!(p.max_running("anyone"), Some(2));
-        assert_eq!(p.max_running("big"), Some(8));
-        assert_eq!(
-            p.max_running("free"),
-            None,
-            "an entry without max_running has no cap (built-in default)"
-        );
-    }
+    /// Closes the store's connections, waiting for those in use (a short-lived command's last
+    /// step). Calls after it fail.
+    async fn close(&self);
 }
