@@ -4,12 +4,14 @@
 //! forks, even with several processes on one file. Triggers refuse UPDATE and DELETE on
 //! `audit_log`; the chain catches whoever drops them.
 
-use crate::{SqliteStore, backend};
+use crate::connection::SqliteStore;
+use crate::error::db;
 use assay_store::audit::{
     AuditEntry, AuditFilter, AuditOutcome, AuditVerification, ChainVerifier, GENESIS_HASH,
     NewAuditEntry,
 };
-use assay_store::{Page, Result, StoreError};
+use assay_store::cursor::{decode_seq, encode_seq};
+use assay_store::{Page, Result};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -24,26 +26,26 @@ macro_rules! audit_cols {
 }
 
 fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry> {
-    let outcome: String = row.try_get("outcome").map_err(backend)?;
-    let status: i64 = row.try_get("status").map_err(backend)?;
+    let outcome: String = row.try_get("outcome").map_err(db)?;
+    let status: i64 = row.try_get("status").map_err(db)?;
     Ok(AuditEntry {
-        seq: row.try_get("seq").map_err(backend)?,
+        seq: row.try_get("seq").map_err(db)?,
         entry: NewAuditEntry {
-            at: row.try_get("at").map_err(backend)?,
-            actor: row.try_get("actor").map_err(backend)?,
-            tenant: row.try_get("tenant").map_err(backend)?,
-            action: row.try_get("action").map_err(backend)?,
-            target: row.try_get("target").map_err(backend)?,
+            at: row.try_get("at").map_err(db)?,
+            actor: row.try_get("actor").map_err(db)?,
+            tenant: row.try_get("tenant").map_err(db)?,
+            action: row.try_get("action").map_err(db)?,
+            target: row.try_get("target").map_err(db)?,
             // An unknown outcome or status can only come from an edited row: keep it
             // recognisably wrong so that verification reports the row instead of failing.
             outcome: AuditOutcome::parse(&outcome).unwrap_or(AuditOutcome::Error),
             status: u16::try_from(status).unwrap_or(u16::MAX),
-            source: row.try_get("source").map_err(backend)?,
-            request_id: row.try_get("request_id").map_err(backend)?,
-            detail: row.try_get("detail").map_err(backend)?,
+            source: row.try_get("source").map_err(db)?,
+            request_id: row.try_get("request_id").map_err(db)?,
+            detail: row.try_get("detail").map_err(db)?,
         },
-        prev_hash: row.try_get("prev_hash").map_err(backend)?,
-        hash: row.try_get("hash").map_err(backend)?,
+        prev_hash: row.try_get("prev_hash").map_err(db)?,
+        hash: row.try_get("hash").map_err(db)?,
     })
 }
 
@@ -51,164 +53,156 @@ fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry> {
 /// unparseable fails verification as altered.
 fn exact_entry_from_row(row: &SqliteRow) -> Result<(AuditEntry, bool)> {
     let e = entry_from_row(row)?;
-    let outcome: String = row.try_get("outcome").map_err(backend)?;
-    let status: i64 = row.try_get("status").map_err(backend)?;
+    let outcome: String = row.try_get("outcome").map_err(db)?;
+    let status: i64 = row.try_get("status").map_err(db)?;
     let exact = AuditOutcome::parse(&outcome).is_some() && u16::try_from(status).is_ok();
     Ok((e, exact))
 }
 
-fn decode_cursor(s: &str) -> Result<i64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(StoreError::InvalidCursor);
-    }
-    s.parse().map_err(|_| StoreError::InvalidCursor)
+pub(crate) async fn append(store: &SqliteStore, entry: NewAuditEntry) -> Result<AuditEntry> {
+    let mut tx = store.write_tx().await?;
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+    let (last_seq, last_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
+    let e = AuditEntry::chain(last_seq + 1, entry, &last_hash);
+    sqlx::query(concat!(
+        "INSERT INTO audit_log (",
+        audit_cols!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(e.seq)
+    .bind(e.entry.at)
+    .bind(&e.entry.actor)
+    .bind(&e.entry.tenant)
+    .bind(&e.entry.action)
+    .bind(&e.entry.target)
+    .bind(e.entry.outcome.as_str())
+    .bind(i64::from(e.entry.status))
+    .bind(&e.entry.source)
+    .bind(&e.entry.request_id)
+    .bind(&e.entry.detail)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(e.seq)
+    .bind(&e.hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(e)
 }
 
-impl SqliteStore {
-    pub(crate) async fn audit_append(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
-        let mut tx = self.write_tx().await?;
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let (last_seq, last_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
-        let e = AuditEntry::chain(last_seq + 1, entry, &last_hash);
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (",
-            audit_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(e.seq)
-        .bind(e.entry.at)
-        .bind(&e.entry.actor)
-        .bind(&e.entry.tenant)
-        .bind(&e.entry.action)
-        .bind(&e.entry.target)
-        .bind(e.entry.outcome.as_str())
-        .bind(i64::from(e.entry.status))
-        .bind(&e.entry.source)
-        .bind(&e.entry.request_id)
-        .bind(&e.entry.detail)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        )
-        .bind(e.seq)
-        .bind(&e.hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(e)
+pub(crate) async fn list(store: &SqliteStore, f: &AuditFilter) -> Result<Page<AuditEntry>> {
+    let cursor = f.cursor.as_deref().map(decode_seq).transpose()?;
+    let limit = f.limit.max(1);
+    // Only fixed fragments go into the SQL; every value is bound.
+    let mut sql = String::from(concat!("SELECT ", audit_cols!(), " FROM audit_log WHERE 1"));
+    for (present, clause) in [
+        (f.actor.is_some(), " AND actor = ?"),
+        (f.tenant.is_some(), " AND tenant = ?"),
+        (f.action.is_some(), " AND action = ?"),
+        (f.target.is_some(), " AND target = ?"),
+        (f.outcome.is_some(), " AND outcome = ?"),
+        (f.after.is_some(), " AND at >= ?"),
+        (f.before.is_some(), " AND at < ?"),
+    ] {
+        if present {
+            sql.push_str(clause);
+        }
     }
-
-    pub(crate) async fn audit_list(&self, f: &AuditFilter) -> Result<Page<AuditEntry>> {
-        let cursor = f.cursor.as_deref().map(decode_cursor).transpose()?;
-        let limit = f.limit.max(1);
-        // Only fixed fragments go into the SQL; every value is bound.
-        let mut sql = String::from(concat!("SELECT ", audit_cols!(), " FROM audit_log WHERE 1"));
-        for (present, clause) in [
-            (f.actor.is_some(), " AND actor = ?"),
-            (f.tenant.is_some(), " AND tenant = ?"),
-            (f.action.is_some(), " AND action = ?"),
-            (f.target.is_some(), " AND target = ?"),
-            (f.outcome.is_some(), " AND outcome = ?"),
-            (f.after.is_some(), " AND at >= ?"),
-            (f.before.is_some(), " AND at < ?"),
-        ] {
-            if present {
-                sql.push_str(clause);
-            }
-        }
-        if cursor.is_some() {
-            sql.push_str(if f.oldest_first {
-                " AND seq > ?"
-            } else {
-                " AND seq < ?"
-            });
-        }
+    if cursor.is_some() {
         sql.push_str(if f.oldest_first {
-            " ORDER BY seq LIMIT ?"
+            " AND seq > ?"
         } else {
-            " ORDER BY seq DESC LIMIT ?"
+            " AND seq < ?"
         });
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for v in [&f.actor, &f.tenant, &f.action, &f.target]
-            .into_iter()
-            .flatten()
-        {
-            q = q.bind(v.clone());
-        }
-        if let Some(o) = f.outcome {
-            q = q.bind(o.as_str());
-        }
-        if let Some(a) = f.after {
-            q = q.bind(a);
-        }
-        if let Some(b) = f.before {
-            q = q.bind(b);
-        }
-        if let Some(c) = cursor {
-            q = q.bind(c);
-        }
-        q = q.bind(i64::from(limit) + 1);
-        let rows = q.fetch_all(&self.reader).await.map_err(backend)?;
-        let more = rows.len() > limit as usize;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(entry_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(last.seq.to_string()),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
     }
+    sql.push_str(if f.oldest_first {
+        " ORDER BY seq LIMIT ?"
+    } else {
+        " ORDER BY seq DESC LIMIT ?"
+    });
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for v in [&f.actor, &f.tenant, &f.action, &f.target]
+        .into_iter()
+        .flatten()
+    {
+        q = q.bind(v.clone());
+    }
+    if let Some(o) = f.outcome {
+        q = q.bind(o.as_str());
+    }
+    if let Some(a) = f.after {
+        q = q.bind(a);
+    }
+    if let Some(b) = f.before {
+        q = q.bind(b);
+    }
+    if let Some(c) = cursor {
+        q = q.bind(c);
+    }
+    q = q.bind(i64::from(limit) + 1);
+    let rows = q.fetch_all(&store.reader).await.map_err(db)?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    let items = rows
+        .iter()
+        .take(limit)
+        .map(entry_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(encode_seq(last.seq)),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
 
-    pub(crate) async fn audit_verify(&self) -> Result<AuditVerification> {
-        // One read transaction: a consistent snapshot while the server goes on appending.
-        let mut tx = self.reader.begin().await.map_err(backend)?;
-        let mut v = ChainVerifier::default();
-        let mut after = 0i64;
-        'read: loop {
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                audit_cols!(),
-                " FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
-            ))
-            .bind(after)
-            .bind(VERIFY_CHUNK)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if rows.is_empty() {
-                break;
+pub(crate) async fn verify(store: &SqliteStore) -> Result<AuditVerification> {
+    // One read transaction: a consistent snapshot while the server goes on appending.
+    let mut tx = store.reader.begin().await.map_err(db)?;
+    let mut v = ChainVerifier::default();
+    let mut after = 0i64;
+    'read: loop {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(after)
+        .bind(VERIFY_CHUNK)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let (mut e, exact) = exact_entry_from_row(row)?;
+            if !exact {
+                // Make sure the altered row fails its hash check.
+                e.hash.clear();
             }
-            for row in &rows {
-                let (mut e, exact) = exact_entry_from_row(row)?;
-                if !exact {
-                    // Make sure the altered row fails its hash check.
-                    e.hash.clear();
-                }
-                after = e.seq;
-                if !v.push(&e) {
-                    break 'read;
-                }
+            after = e.seq;
+            if !v.push(&e) {
+                break 'read;
             }
         }
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.rollback().await.map_err(backend)?;
-        Ok(v.finish(head))
     }
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+    tx.rollback().await.map_err(db)?;
+    Ok(v.finish(head))
 }

@@ -3,7 +3,7 @@
 
 use assay_domain::{EvaluationStatus, OutputStream, RunStatus};
 use assay_store::conformance::{self, T0, new_eval, run_result};
-use assay_store::{Store, SubmitOutcome};
+use assay_store::{Store, StoreError, SubmitOutcome};
 use assay_store_sqlite::SqliteStore;
 use std::collections::BTreeSet;
 use std::ops::Deref;
@@ -76,7 +76,10 @@ async fn batch_is_all_or_nothing() {
         new_eval("ok", 0),
     ];
     let err = fx.submit_batch(items, T0 + 1).await;
-    assert!(err.is_err(), "the batch must fail: {err:?}");
+    assert!(
+        matches!(&err, Err(e @ StoreError::Backend(_)) if !e.is_retryable()),
+        "the batch must fail, and a retry would not help: {err:?}"
+    );
     assert_eq!(count(&fx).await, 1, "nothing of the failed batch remains");
     // The store is still usable and its queue intact.
     let ok = fx
@@ -109,7 +112,9 @@ async fn several_stores_on_one_file_never_share_a_job() {
     let path = fx.dir.path().join("assay.db");
     const JOBS: usize = 200;
     fx.submit_batch(
-        (0..JOBS).map(|i| new_eval("t", (i % 7) as i32)).collect(),
+        (0..JOBS)
+            .map(|i| new_eval("t", i32::try_from(i % 7).unwrap()))
+            .collect(),
         T0,
     )
     .await
@@ -166,11 +171,59 @@ async fn several_stores_on_one_file_never_share_a_job() {
     }
     assert_eq!(seen.len(), JOBS);
     let stats = fx.queue_stats(None, T0 + 4).await.expect("stats");
-    assert_eq!(stats.counts["succeeded"], JOBS as u64);
+    assert_eq!(
+        stats.counts[&EvaluationStatus::Succeeded],
+        u64::try_from(JOBS).unwrap()
+    );
     for id in seen.iter().take(20) {
         let evs = fx.events(id, 0, 100).await.expect("events");
         let seqs: Vec<i64> = evs.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+}
+
+/// Processes that open a new file at the same moment (here: stores with their own
+/// connections) all migrate it without error: one applies the migrations, the others wait for
+/// its write lock and find nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_stores_open_a_new_file_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("new.db");
+    let opening: Vec<_> = (0..6)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for o in opening {
+        stores.push(o.await.expect("task").expect("open at once"));
+    }
+    let out = stores[0]
+        .submit(new_eval("t", 0), T0)
+        .await
+        .expect("submit");
+    for s in &stores {
+        assert_eq!(
+            s.get(&out.evaluation().id).await.expect("get").as_ref(),
+            Some(out.evaluation())
+        );
+    }
+}
+
+/// Calls on a closed store fail as `Unavailable`: a caller may retry (e.g. on a new store).
+#[tokio::test]
+async fn a_closed_store_is_unavailable() {
+    let fx = fresh().await;
+    fx.close().await;
+    for err in [
+        fx.get("x").await.map(|_| ()),
+        fx.submit(new_eval("t", 0), T0).await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(&err, Err(e @ StoreError::Unavailable(_)) if e.is_retryable()),
+            "{err:?}"
+        );
     }
 }
 
@@ -206,8 +259,11 @@ async fn batches_of_every_size() {
     {
         let items: Vec<_> = (0..size)
             .map(|i| {
-                let mut n = new_eval(&format!("tenant{b}"), (i % 3) as i32);
+                let mut n = new_eval(&format!("tenant{b}"), i32::try_from(i % 3).unwrap());
                 n.submission.stdin = format!("{b}/{i}");
+                n.submission
+                    .labels
+                    .insert("item".into(), format!("{b}/{i}"));
                 if i % 2 == 0 {
                     n.submission.labels.insert("batch".into(), b.to_string());
                     n.submission.labels.insert("parity".into(), "even".into());
@@ -215,13 +271,16 @@ async fn batches_of_every_size() {
                 n
             })
             .collect();
-        let out = fx.submit_batch(items, T0 + b as i64).await.expect("batch");
+        let out = fx
+            .submit_batch(items, T0 + i64::try_from(b).unwrap())
+            .await
+            .expect("batch");
         assert_eq!(out.len(), size);
         for (i, o) in out.iter().enumerate() {
             let SubmitOutcome::Created(e) = o else {
                 panic!("{o:?}")
             };
-            assert_eq!(e.stdin, format!("{b}/{i}"));
+            assert_eq!(e.labels["item"], format!("{b}/{i}"));
             assert_eq!(fx.get(&e.id).await.unwrap().as_ref(), Some(e));
             assert_eq!(fx.events(&e.id, 0, 10).await.unwrap().len(), 1);
             expected.push(e.id.clone());
@@ -237,4 +296,15 @@ async fn batches_of_every_size() {
         assert_eq!(labelled.items.len(), size.div_ceil(2), "batch {b}");
     }
     assert_eq!(count(&fx).await, expected.len());
+    // Every item's input went in whole, at its place.
+    let mut claimed = 0;
+    while let Some(c) = fx
+        .claim("w", Duration::from_secs(30), &Default::default(), T0 + 100)
+        .await
+        .unwrap()
+    {
+        assert_eq!(c.input.stdin, c.evaluation.labels["item"]);
+        claimed += 1;
+    }
+    assert_eq!(claimed, expected.len());
 }

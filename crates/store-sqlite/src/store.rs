@@ -1,0 +1,163 @@
+//! `Store` for `SqliteStore`: each method is one function of the module that owns its concern.
+
+use crate::connection::SqliteStore;
+use crate::{audit, evaluations, keys, queue, workers};
+use assay_domain::{EvaluationStatus, OutputStream, RetryPolicy, RunResult};
+use assay_store::{
+    ApiKey, AuditEntry, AuditFilter, AuditVerification, Claim, ClaimPolicy, Evaluation, Event,
+    LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Output, Page, QueueStats, Result,
+    Store, StoreError, SubmitOutcome, WorkerInfo,
+};
+use std::time::Duration;
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, new: NewEvaluation, now: Millis) -> Result<SubmitOutcome> {
+        evaluations::submit(self, vec![new], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("submit: no outcome".into()))
+    }
+
+    async fn submit_batch(
+        &self,
+        items: Vec<NewEvaluation>,
+        now: Millis,
+    ) -> Result<Vec<SubmitOutcome>> {
+        evaluations::submit(self, items, now).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Evaluation>> {
+        evaluations::get(self, id).await
+    }
+
+    async fn find_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Evaluation>> {
+        evaluations::find_by_idempotency_key(self, tenant, key).await
+    }
+
+    async fn output(&self, id: &str) -> Result<Output> {
+        evaluations::output(self, id).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Page<Evaluation>> {
+        evaluations::list(self, filter).await
+    }
+
+    async fn cancel(&self, id: &str, now: Millis) -> Result<Evaluation> {
+        queue::cancel(self, id, now).await
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        policy: &ClaimPolicy,
+        now: Millis,
+    ) -> Result<Option<Claim>> {
+        queue::claim(self, worker_id, lease, policy, now).await
+    }
+
+    async fn count_queued(&self, tenant: Option<&str>) -> Result<u64> {
+        queue::count_queued(self, tenant).await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        token: &str,
+        lease: Duration,
+        now: Millis,
+    ) -> Result<LeaseState> {
+        queue::heartbeat(self, id, token, lease, now).await
+    }
+
+    async fn append_output(
+        &self,
+        id: &str,
+        token: &str,
+        stream: OutputStream,
+        data: &str,
+        now: Millis,
+    ) -> Result<i64> {
+        queue::append_output(self, id, token, stream, data, now).await
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        result: &RunResult,
+        policy: &RetryPolicy,
+        now: Millis,
+    ) -> Result<EvaluationStatus> {
+        queue::finish(self, id, token, result, policy, now).await
+    }
+
+    async fn release(&self, id: &str, token: &str, now: Millis) -> Result<()> {
+        queue::release(self, id, token, now).await
+    }
+
+    async fn reap_expired(&self, policy: &RetryPolicy, now: Millis) -> Result<u64> {
+        queue::reap_expired(self, policy, now).await
+    }
+
+    async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
+        evaluations::events(self, id, after, limit).await
+    }
+
+    async fn queue_stats(&self, tenant: Option<&str>, now: Millis) -> Result<QueueStats> {
+        workers::queue_stats(self, tenant, now).await
+    }
+
+    async fn requeue(&self, id: &str, now: Millis) -> Result<Evaluation> {
+        queue::requeue(self, id, now).await
+    }
+
+    async fn worker_heartbeat(&self, info: &WorkerInfo) -> Result<()> {
+        workers::heartbeat(self, info).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        workers::remove(self, id).await
+    }
+
+    async fn create_key(&self, key: &ApiKey) -> Result<()> {
+        keys::create(self, key).await
+    }
+
+    async fn use_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>> {
+        keys::use_key(self, hash, now).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        keys::get(self, id).await
+    }
+
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
+        keys::list(self, tenant).await
+    }
+
+    async fn revoke_key(&self, id: &str, now: Millis) -> Result<ApiKey> {
+        keys::revoke(self, id, now).await
+    }
+
+    async fn count_keys(&self) -> Result<u64> {
+        keys::count(self).await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        audit::append(self, entry).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Page<AuditEntry>> {
+        audit::list(self, filter).await
+    }
+
+    async fn verify_audit(&self) -> Result<AuditVerification> {
+        audit::verify(self).await
+    }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+}
