@@ -63,6 +63,11 @@ impl Stats {
 }
 
 /// Linear interpolation between closest ranks, on sorted values.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the position is in 0..=len-1: non-negative, and an index"
+)]
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let pos = p * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;

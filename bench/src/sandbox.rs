@@ -487,6 +487,7 @@ async fn real_main() -> Result<ExitCode> {
             state_dir: args.state_dir.clone(),
             cgroup_parent: "assay-bench".into(),
             environments: vec![environment.clone()],
+            ..EngineConfig::default()
         })
         .await
         .with_context(|| format!("starting an engine with {kind}"))?;

@@ -213,7 +213,10 @@ async fn sandbox_once(
     Ok(r.wall_ms)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn sandbox_batch(
     label: &str,
     engine: &Engine,
@@ -375,7 +378,8 @@ impl Server {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let pid =
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32"));
         if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
@@ -932,6 +936,7 @@ async fn real_main() -> Result<ExitCode> {
         state_dir: tmp.path().join("sandbox-state"),
         cgroup_parent: "assay-bench".into(),
         environments: vec![Environment::python()],
+        ..EngineConfig::default()
     })
     .await
     .with_context(|| format!("starting an engine with {runtime}"))?;
@@ -1114,7 +1119,7 @@ fn report(
     );
     let _ = writeln!(t, "{}", header.trim_end());
     let _ = writeln!(t, "{}", "-".repeat(header.trim_end().chars().count()));
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "one column each")]
     fn row(
         t: &mut String,
         what: &str,
@@ -1185,7 +1190,7 @@ fn report(
         &mut t,
         &format!("batch {} x {TRIVIAL}", m.batch.n),
         m.batch.n,
-        m.batch.n - (m.batch.succeeded() as usize).min(m.batch.n),
+        m.batch.n - usize::try_from(m.batch.succeeded()).map_or(m.batch.n, |s| s.min(m.batch.n)),
         None,
         batch_rps,
         &format!("{base_rps:.1}/s @{SLOTS}"),

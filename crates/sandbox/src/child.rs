@@ -14,7 +14,10 @@
 //!
 //! This is the one place in Assay with `unsafe`: `pre_exec` runs a closure in the forked child
 //! before `exec`, which Rust can only offer as an unsafe API.
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "pre_exec is an unsafe API; this module is the one place allowed to use it"
+)]
 
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -23,6 +26,9 @@ use nix::sys::stat::Mode;
 use std::ffi::CString;
 use tokio::process::Command;
 
+/// Starts the command in a private mount namespace without the cgroup2 mount. The path is the
+/// one crun itself inspects (it always looks at `/sys/fs/cgroup`, whatever root the engine's
+/// cgroup code was given).
 pub fn hide_cgroup2(cmd: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
     // operations are allowed. It makes three raw syscalls (unshare, mount, umount2) through nix

@@ -1,8 +1,10 @@
 //! `assay doctor`: checks that this host can run sandboxes, and says in plain words what to fix.
 
-use crate::cgroup::Layout;
-use crate::engine::{Engine, EngineConfig, RunRequest, find_init};
+use crate::cgroup::{Cgroups, DEFAULT_ROOT};
+use crate::engine::{Engine, EngineConfig};
+use crate::init::find_init;
 use crate::runtime::{RuntimeChoice, RuntimeKind};
+use crate::sandbox::RunRequest;
 use assay_domain::{LimitPolicy, Program, RunStatus};
 use std::path::{Path, PathBuf};
 
@@ -47,8 +49,13 @@ pub async fn run_checks(state_dir: &Path) -> Vec<Check> {
             "run assay as root (or under a service account with CAP_SYS_ADMIN)",
         )
     });
-    match Layout::detect() {
-        Ok(l) => out.push(check("cgroups", Level::Ok, format!("layout {}", l.name()), "")),
+    match Cgroups::detect(DEFAULT_ROOT) {
+        Ok(c) => out.push(check(
+            "cgroups",
+            Level::Ok,
+            format!("layout {}", c.layout().name()),
+            "",
+        )),
         Err(e) => out.push(check("cgroups", Level::Fail, e.to_string(), "mount cgroup v2 at /sys/fs/cgroup, or the v1 memory, cpu, cpuacct and pids controllers")),
     }
     let missing_ns: Vec<&str> = ["pid", "net", "ipc", "uts", "mnt", "cgroup"]

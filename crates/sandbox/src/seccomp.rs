@@ -304,9 +304,8 @@ pub fn allowed_names() -> impl Iterator<Item = &'static str> {
 /// The policy as the OCI runtime spec's `linux.seccomp` object.
 ///
 /// `clone3_enosys`: answer `clone3` with ENOSYS (so glibc falls back to `clone`, whose flags the
-/// filter can check). runsc (2022-12) ignores `errnoRet` and would answer EPERM, which breaks
-/// thread creation; under gVisor `clone3` is handled by the sandbox's own kernel, so there it is
-/// allowed instead.
+/// filter can check); otherwise `clone3` is allowed. Which one a runtime gets is decided by
+/// `RuntimeKind::seccomp_profile`.
 pub fn oci_profile(clone3_enosys: bool) -> Value {
     let names: Vec<&str> = allowed_names().collect();
     let mut syscalls = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
@@ -434,7 +433,7 @@ pub fn bpf_program() -> Result<BpfProgram, SeccompError> {
             code: BPF_JEQ_K,
             jt: 0,
             jf: 1,
-            k: libc::SYS_clone3 as u32,
+            k: u32::try_from(libc::SYS_clone3).map_err(|e| SeccompError(e.to_string()))?,
         },
         stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
     ];

@@ -110,7 +110,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, serde_json::Error> {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if input.runtime != RuntimeKind::Runsc {
+    if input.runtime.own_cgroup_namespace() {
         namespaces.push(json!({"type": "cgroup"}));
     }
     let mut annotations = serde_json::Map::new();
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn spec_is_hardened() {
         let limits = LimitPolicy::default().defaults;
-        let profile = crate::seccomp::oci_profile(true);
+        let profile = RuntimeKind::Runc.seccomp_profile();
         let spec = build(&input(RuntimeKind::Runc, &limits, &profile)).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(v["process"]["user"]["uid"], 65534);
@@ -196,7 +196,7 @@ mod tests {
             .iter()
             .map(|n| n["type"].as_str().unwrap())
             .collect();
-        for want in ["pid", "network", "ipc", "uts", "mount"] {
+        for want in ["pid", "network", "ipc", "uts", "mount", "cgroup"] {
             assert!(ns.contains(&want), "{want} namespace missing");
         }
         let code = v["mounts"]
@@ -212,9 +212,17 @@ mod tests {
     #[test]
     fn runsc_gets_plain_ro_binds() {
         let limits = LimitPolicy::default().defaults;
-        let profile = crate::seccomp::oci_profile(true);
+        let profile = RuntimeKind::Runsc.seccomp_profile();
         let spec = build(&input(RuntimeKind::Runsc, &limits, &profile)).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
+        // gVisor gets no cgroup namespace (its sentry shows a synthetic cgroupfs).
+        assert!(
+            !v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "cgroup")
+        );
         let code = v["mounts"]
             .as_array()
             .unwrap()

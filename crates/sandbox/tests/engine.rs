@@ -4,7 +4,7 @@
 use assay_domain::{LimitPolicy, Limits, OutputStream, Program, ProgramFile, RunResult, RunStatus};
 use assay_sandbox::{
     CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice,
-    RuntimeKind,
+    RuntimeKind, SandboxError,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -302,7 +302,7 @@ async fn runtime_crash_leaves_nothing_behind() {
         assert!(runtime_pid > 0);
         // The runtime process dies; the container it started would live on by itself.
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(runtime_pid as i32),
+            nix::unistd::Pid::from_raw(i32::try_from(runtime_pid).expect("a PID fits an i32")),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
@@ -417,4 +417,28 @@ async fn engine_removes_its_directory_when_dropped() {
     assert_eq!(run(&e, req("print(1)")).await.status, RunStatus::Succeeded);
     drop(e);
     assert!(!dir.exists());
+}
+
+/// The engine reads its cgroups under the configured mount, not a hard-coded path: pointed at
+/// a directory holding no hierarchy, it refuses to start and names that directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroup_mount_is_configurable() {
+    let t = tempfile::tempdir().unwrap();
+    let nowhere = tempfile::tempdir().unwrap();
+    let started = Engine::new(EngineConfig {
+        runtime: RuntimeChoice::Exactly(runtimes()[0]),
+        state_dir: t.path().to_path_buf(),
+        cgroup_mount: nowhere.path().to_path_buf(),
+        ..EngineConfig::default()
+    })
+    .await;
+    match started {
+        Err(e @ SandboxError::Cgroup(_)) => assert!(
+            e.to_string()
+                .contains(&nowhere.path().display().to_string()),
+            "{e}"
+        ),
+        Err(e) => panic!("expected a cgroup error, got {e}"),
+        Ok(_) => panic!("an engine started without cgroups"),
+    }
 }

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+mod common;
+
 const PRELUDE: &str = include_str!("hostile/_prelude.py");
 
 /// Sandboxes running at once per runtime (the machine has two cores).
@@ -1415,14 +1417,14 @@ fn check_leftovers(
     let mut pids: BTreeSet<i32> = tree
         .iter()
         .filter(|&&(pid, st)| start_time(pid) == Some(st))
-        .map(|&(pid, _)| pid as i32)
+        .filter_map(|&(pid, _)| i32::try_from(pid).ok())
         .collect();
     pids.extend(
         host_processes()
             .into_iter()
             .filter(|p| {
                 p.cgroup.contains(sandbox_id)
-                    || (p.pid as u32 == runtime_pid && p.cmdline.contains(sandbox_id))
+                    || (u32::try_from(p.pid) == Ok(runtime_pid) && p.cmdline.contains(sandbox_id))
             })
             .map(|p| p.pid),
     );
@@ -1686,13 +1688,7 @@ async fn run_case(engine: Engine, case: Case) -> Outcome {
 }
 
 async fn suite(kind: RuntimeKind) {
-    if kind.find().is_none() {
-        let msg = format!("RUNTIME {kind} IS NOT INSTALLED: its security suite did NOT run");
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg} (CI is set, and CI installs runc, crun and runsc)");
-        }
-        let bar = "!".repeat(msg.len() + 8);
-        eprintln!("\n{bar}\n!!! {msg} !!!\n{bar}\n");
+    if !common::installed(kind, "security suite") {
         return;
     }
     let state = tempfile::tempdir().expect("temporary state directory");

@@ -1,0 +1,69 @@
+//! One output stream of a run: what is kept (up to the output limit), what is sent as events,
+//! and whether more came. Shared by the engine and the fake, so that both cap output alike.
+
+use crate::sandbox::RunEvent;
+use assay_domain::OutputStream;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub(crate) struct Capture {
+    stream: OutputStream,
+    limit: usize,
+    pub(crate) kept: Vec<u8>,
+    pub(crate) truncated: bool,
+    pub(crate) eof: bool,
+}
+
+impl Capture {
+    pub(crate) fn new(stream: OutputStream, limit: u64) -> Capture {
+        Capture {
+            stream,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            kept: Vec::new(),
+            truncated: false,
+            eof: false,
+        }
+    }
+
+    /// Takes one read's result from the stream's pipe (`Ok(0)` or an error is its end).
+    /// Returns true the first time the limit is exceeded.
+    pub(crate) fn take(
+        &mut self,
+        r: std::io::Result<usize>,
+        buf: &[u8],
+        events: &Option<UnboundedSender<RunEvent>>,
+    ) -> bool {
+        match r {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                false
+            }
+            Ok(n) => self.push(&buf[..n], events),
+        }
+    }
+
+    /// Takes one chunk the program wrote: keeps and sends what fits under the limit. Returns
+    /// true the first time the limit is exceeded.
+    pub(crate) fn push(&mut self, data: &[u8], events: &Option<UnboundedSender<RunEvent>>) -> bool {
+        let room = self.limit - self.kept.len();
+        let keep = data.len().min(room);
+        if keep > 0 {
+            self.kept.extend_from_slice(&data[..keep]);
+            if let Some(tx) = events {
+                let _ = tx.send(RunEvent::Output {
+                    stream: self.stream,
+                    data: data[..keep].to_vec(),
+                });
+            }
+        }
+        if keep < data.len() && !self.truncated {
+            self.truncated = true;
+            return true;
+        }
+        false
+    }
+
+    /// What was kept, as the result reports it.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.kept).into_owned()
+    }
+}

@@ -1,0 +1,76 @@
+//! The seam between Assay and whatever runs programs: the [`Sandbox`] trait and its vocabulary
+//! ([`RunRequest`] in, [`RunEvent`]s while it runs, a [`RunResult`] out).
+//!
+//! [`crate::Engine`] implements it with real OCI sandboxes; the `fake` feature's
+//! `ScriptedSandbox` implements it without root, for the tests of the crates above. Both pass
+//! the same conformance suite (`conformance` feature).
+
+use crate::runtime::RuntimeKind;
+use assay_domain::{Limits, OutputStream, Program, RunResult};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+/// One program to run.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub program: Program,
+    /// Name of a registered environment (`python` by default).
+    pub environment: String,
+    /// Extra arguments after the entrypoint.
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+    pub limits: Limits,
+}
+
+/// What a running sandbox reports as it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEvent {
+    /// The runtime process started (its host PID, for diagnostics and crash tests). Only the
+    /// engine sends it; a sandbox without a runtime process (a fake) does not.
+    Started {
+        runtime: RuntimeKind,
+        sandbox_id: String,
+        runtime_pid: u32,
+    },
+    /// A chunk of output, in order per stream, never beyond the output limit. The result's
+    /// `stdout`/`stderr` are the concatenation of these chunks (as lossy UTF-8).
+    Output { stream: OutputStream, data: Vec<u8> },
+}
+
+/// Runs programs in single-use sandboxes. Object-safe: the worker holds an
+/// `Arc<dyn Sandbox>`.
+#[async_trait::async_trait]
+pub trait Sandbox: Send + Sync + 'static {
+    /// The runtime's name as results and worker registrations report it (`runc`, `crun`,
+    /// `runsc`; a fake says `fake`).
+    fn runtime_name(&self) -> &str;
+
+    /// Runs one program in a fresh sandbox; output chunks go to `events` as they come; `cancel`
+    /// kills it at once. Never panics, never loses a run: platform failures are an `errored`
+    /// RunResult. Nothing of the run outlives the call.
+    async fn run(
+        &self,
+        req: RunRequest,
+        events: Option<UnboundedSender<RunEvent>>,
+        cancel: CancellationToken,
+    ) -> RunResult;
+}
+
+/// A shared sandbox is a sandbox, so that code generic over `S: Sandbox` takes an
+/// `Arc<dyn Sandbox>` too.
+#[async_trait::async_trait]
+impl<S: Sandbox + ?Sized> Sandbox for Arc<S> {
+    fn runtime_name(&self) -> &str {
+        (**self).runtime_name()
+    }
+
+    async fn run(
+        &self,
+        req: RunRequest,
+        events: Option<UnboundedSender<RunEvent>>,
+        cancel: CancellationToken,
+    ) -> RunResult {
+        (**self).run(req, events, cancel).await
+    }
+}
