@@ -1,0 +1,59 @@
+//! The service value: the store, the in-process bus, the settings and the quota state.
+
+use assay_domain::{LimitPolicy, QuotaPolicy, RetryPolicy};
+use assay_store::Store;
+use assay_store::bus::LocalBus;
+use std::sync::Arc;
+
+/// The service's settings.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    /// Limits: the defaults a submission gets and the maxima it may ask for.
+    pub limits: LimitPolicy,
+    /// Attempts of an evaluation (platform failures are retried until then).
+    pub retry: RetryPolicy,
+    /// Per-tenant quotas and backpressure.
+    pub quotas: QuotaPolicy,
+}
+
+/// The service. Cheap to clone: every clone shares the store, the bus and the quota state.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    bus: LocalBus,
+    config: ServiceConfig,
+    gate: crate::quota::QuotaGate,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, bus: LocalBus, config: ServiceConfig) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                config,
+                gate: crate::quota::QuotaGate::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn bus(&self) -> &LocalBus {
+        &self.inner.bus
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn gate(&self) -> &crate::quota::QuotaGate {
+        &self.inner.gate
+    }
+}
