@@ -18,11 +18,10 @@
 //! The [`Caller`] of a JWT has `key_id` `jwt:<sub>`, `name` `<sub>`, and `expires_at` the
 //! token's `exp`. Tokens are never logged or echoed in errors.
 
-use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::settings::JwtSettings;
-use assay_store::Role;
-use axum::http::StatusCode;
+use assay_api::{ApiError, ErrorCode};
+use assay_domain::Role;
+use assay_service::Caller;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
@@ -204,8 +203,7 @@ impl JwtVerifier {
             tracing::warn!(error = %e, "JWKS refresh failed");
             if self.snapshot().loaded.is_none() {
                 return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "jwks_unavailable",
+                    ErrorCode::JwksUnavailable,
                     "the identity provider's keys could not be loaded; try again later",
                 ));
             }
@@ -274,16 +272,16 @@ impl JwtVerifier {
         let tenant = match claims.get(&self.settings.tenant_claim) {
             None | Some(Value::Null) => {
                 return Err(forbidden(
-                    "jwt_tenant_missing",
+                    ErrorCode::JwtTenantMissing,
                     format!("the JWT has no {:?} claim (tenant)", self.settings.tenant_claim),
                 ));
             }
             Some(v) => v
                 .as_str()
-                .filter(|t| crate::keys::validate_tenant(t).is_ok())
+                .filter(|t| assay_service::keys::validate_tenant(t).is_ok())
                 .ok_or_else(|| {
                     forbidden(
-                        "jwt_tenant_invalid",
+                        ErrorCode::JwtTenantInvalid,
                         format!(
                             "the JWT's {:?} claim is not a tenant name ([a-z0-9][a-z0-9-_.]{{0,62}})",
                             self.settings.tenant_claim
@@ -294,7 +292,7 @@ impl JwtVerifier {
         let role = match claims.get(&self.settings.role_claim) {
             None | Some(Value::Null) => self.default_role.ok_or_else(|| {
                 forbidden(
-                    "jwt_role_missing",
+                    ErrorCode::JwtRoleMissing,
                     format!(
                         "the JWT has no {:?} claim (role) and no default role is configured",
                         self.settings.role_claim
@@ -303,7 +301,7 @@ impl JwtVerifier {
             })?,
             Some(v) => v.as_str().and_then(Role::parse).ok_or_else(|| {
                 forbidden(
-                    "jwt_role_invalid",
+                    ErrorCode::JwtRoleInvalid,
                     format!(
                         "the JWT's {:?} claim is not a role (admin, member, viewer)",
                         self.settings.role_claim
@@ -313,7 +311,7 @@ impl JwtVerifier {
         };
         if role == Role::Admin && !self.settings.allow_admin {
             return Err(forbidden(
-                "jwt_role_invalid",
+                ErrorCode::JwtRoleInvalid,
                 "the admin role is not accepted from JWTs on this server (jwt.allow_admin)",
             ));
         }
@@ -331,8 +329,8 @@ impl JwtVerifier {
     }
 }
 
-fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, code, message)
+fn forbidden(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// The header's `alg`, read before anything else: only RS256 and ES256 go on.
@@ -482,7 +480,7 @@ mod tests {
         );
         for bad in ["none", "None", "HS256", "HS512", "RS512", "PS256", "EdDSA"] {
             let e = header_alg(&enc(&format!(r#"{{"alg":"{bad}"}}"#))).unwrap_err();
-            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad}");
+            assert_eq!(e.status(), 401, "{bad}");
         }
         assert!(header_alg("!!.e30.x").is_err());
     }
