@@ -1,24 +1,24 @@
-//! The `assay` command.
+//! The `assay` command: parses the command line and hands it to the command's module.
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, Result};
-use assay_domain::{
-    LimitOverrides, LimitPolicy, OutputStream, Program, RunResult, RunStatus, format_size,
-};
-use assay_sandbox::doctor::{self, Level};
-use assay_sandbox::{
-    CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice,
-};
-use clap::{Parser, Subcommand};
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-mod audit;
-mod client;
+mod args;
+mod client_settings;
+mod commands;
 mod config;
-mod keys;
-mod serve;
+mod events;
+mod http;
+mod node;
+mod program;
+mod render;
+mod server_settings;
+mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use commands::{
+    admin, audit, batch, cancel, doctor, get, keys, list, logs, openapi, run, serve, submit, worker,
+};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -30,115 +30,50 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    conn: client::Connection,
-}
-
-#[derive(clap::Args)]
-pub struct EngineArgs {
-    /// OCI runtime: runc, crun, runsc (gVisor) or auto (the strongest installed).
-    #[arg(long, default_value = "auto", env = "ASSAY_RUNTIME")]
-    pub runtime: RuntimeChoice,
-    /// Where sandbox bundles and runtime state live (best on a tmpfs).
-    #[arg(long, default_value = "/run/assay", env = "ASSAY_STATE_DIR")]
-    pub state_dir: PathBuf,
-    /// Register an extra environment: NAME=DIR:COMMAND, where DIR is a root file system or an
-    /// unpacked OCI image and COMMAND the interpreter inside it (e.g. py=/srv/img:/usr/bin/python3).
-    #[arg(long = "register-env", value_name = "NAME=DIR:COMMAND")]
-    register_env: Vec<String>,
-}
-
-impl EngineArgs {
-    pub fn config(&self) -> Result<EngineConfig> {
-        let mut environments = vec![Environment::python()];
-        for spec in &self.register_env {
-            let (name, rest) = spec
-                .split_once('=')
-                .with_context(|| format!("--register-env {spec:?}: expected NAME=DIR:COMMAND"))?;
-            let (dir, command) = rest
-                .split_once(':')
-                .with_context(|| format!("--register-env {spec:?}: expected NAME=DIR:COMMAND"))?;
-            let command = command.split_whitespace().map(String::from).collect();
-            environments.push(Environment::from_dir(name, &PathBuf::from(dir), command)?);
-        }
-        Ok(EngineConfig {
-            runtime: self.runtime,
-            state_dir: self.state_dir.clone(),
-            environments,
-            ..EngineConfig::default()
-        })
-    }
+    conn: client_settings::Connection,
 }
 
 #[derive(Subcommand)]
-// Parsed once per process: the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run one program in a fresh sandbox, print its output live, then the result.
-    Run {
-        /// The program (a Python file).
-        file: PathBuf,
-        /// Wall-clock limit, e.g. 3s or 500ms.
-        #[arg(long)]
-        timeout: Option<String>,
-        /// CPU-time limit, e.g. 2s.
-        #[arg(long)]
-        cpu_time: Option<String>,
-        /// Memory limit, e.g. 256MiB.
-        #[arg(long)]
-        memory: Option<String>,
-        /// Output limit per stream, e.g. 1MiB.
-        #[arg(long)]
-        output: Option<String>,
-        /// Maximum number of processes and threads.
-        #[arg(long)]
-        pids: Option<u32>,
-        /// File whose content is the program's stdin.
-        #[arg(long)]
-        stdin: Option<PathBuf>,
-        /// Environment to run in.
-        #[arg(long, default_value = "python")]
-        env: String,
-        /// Print exactly one JSON object (the result) on stdout, nothing else.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        engine: EngineArgs,
-        /// Arguments passed to the program.
-        #[arg(last = true)]
-        args: Vec<String>,
-    },
-    /// Run the API and workers in one process (SQLite and a local data folder).
-    Serve {
-        /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
-        #[arg(long, default_value = "127.0.0.1:8080", env = "ASSAY_LISTEN")]
-        listen: std::net::SocketAddr,
-        #[command(flatten)]
-        data: serve::DataArgs,
-        #[command(flatten)]
-        worker: serve::WorkerArgs,
-    },
-    /// Run workers alone against the same database as a server.
-    Worker {
-        #[command(flatten)]
-        data: serve::DataArgs,
-        #[command(flatten)]
-        worker: serve::WorkerArgs,
-    },
+    Run(run::RunArgs),
+    /// Run the API and workers in one process (by default SQLite in a local data folder).
+    Serve(serve::ServeArgs),
+    /// Run workers alone against the same store as a server.
+    Worker(worker::WorkerCommandArgs),
     #[command(flatten)]
-    Client(client::ClientCommand),
-    /// Offline administration of a data folder (no server, no key needed).
+    Client(ClientCommand),
+    /// Offline administration of a node's store (no server, no key needed).
     #[command(subcommand)]
-    Admin(keys::AdminCommand),
+    Admin(admin::AdminCommand),
     /// The audit log: verify its hash chain (offline), export it as JSON Lines.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
     Openapi,
     /// Check that this host can run sandboxes, and say what to fix.
-    Doctor {
-        #[arg(long, default_value = "/run/assay", env = "ASSAY_STATE_DIR")]
-        state_dir: PathBuf,
-    },
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Commands that talk to an Assay server over its HTTP API.
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Submit a program to the server; print its id, or wait for (or follow) its result.
+    Submit(submit::SubmitArgs),
+    /// Print an evaluation's output (stdout to stdout, stderr to stderr).
+    Logs(logs::LogsArgs),
+    /// Show one evaluation.
+    Get(get::GetArgs),
+    /// List evaluations, newest first.
+    List(list::ListArgs),
+    /// Cancel an evaluation (queued: at once; running: its sandbox is killed).
+    Cancel(cancel::CancelArgs),
+    /// Submit many programs: every *.py file of a directory, or one submission per line of a
+    /// JSONL file.
+    Batch(batch::BatchArgs),
+    /// Manage API keys (needs an admin key): create, list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -154,7 +89,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(real_main(cli)) {
+    match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("assay: error: {e:#}");
@@ -163,153 +98,76 @@ fn main() -> ExitCode {
     }
 }
 
-async fn real_main(cli: Cli) -> Result<ExitCode> {
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
     match cli.command {
-        Command::Run {
-            file,
-            timeout,
-            cpu_time,
-            memory,
-            output,
-            pids,
-            stdin,
-            env,
-            json,
-            engine,
-            args,
-        } => {
-            let code = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let overrides: LimitOverrides =
-                serde_json::from_value(serde_json::Value::Object(client::limits_json(
-                    timeout.as_deref(),
-                    cpu_time.as_deref(),
-                    memory.as_deref(),
-                    output.as_deref(),
-                    pids,
-                )?))?;
-            let limits = LimitPolicy::default().resolve(&overrides)?;
-            let stdin = match stdin {
-                Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-                None => Vec::new(),
-            };
-            let engine = Engine::new(engine.config()?).await?;
-            let req = RunRequest {
-                program: Program::single(code),
-                environment: env,
-                args,
-                stdin,
-                limits,
-            };
-            let cancel = CancellationToken::new();
-            let ctrl_c = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    ctrl_c.cancel();
-                }
-            });
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let printer = tokio::spawn(async move {
-                while let Some(ev) = rx.recv().await {
-                    if let RunEvent::Output { stream, data } = ev {
-                        if json {
-                            continue;
-                        }
-                        let _ = match stream {
-                            OutputStream::Stdout => std::io::stdout()
-                                .write_all(&data)
-                                .and_then(|_| std::io::stdout().flush()),
-                            OutputStream::Stderr => std::io::stderr().write_all(&data),
-                        };
-                    }
-                }
-            });
-            let result = engine.run(req, Some(tx), cancel).await;
-            printer.await.ok();
-            if json {
-                println!("{}", serde_json::to_string(&result)?);
-            } else {
-                print_summary(&result);
-            }
-            Ok(exit_code_for(&result))
+        Command::Run(a) => run::run(a).await,
+        Command::Serve(a) => serve::run(a).await.map(done),
+        Command::Worker(a) => worker::run(a).await.map(done),
+        Command::Client(c) => {
+            let api = http::connect(&cli.conn)?;
+            http::report(match c {
+                ClientCommand::Submit(a) => submit::run(a, &api).await,
+                ClientCommand::Logs(a) => logs::run(a, &api).await,
+                ClientCommand::Get(a) => get::run(a, &api).await,
+                ClientCommand::List(a) => list::run(a, &api).await,
+                ClientCommand::Cancel(a) => cancel::run(a, &api).await,
+                ClientCommand::Batch(a) => batch::run(a, &api).await,
+                ClientCommand::Keys(c) => keys::run(c, &api).await,
+            })
         }
-        Command::Serve {
-            listen,
-            data,
-            worker,
-        } => {
-            serve::serve(listen, data, worker).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Worker { data, worker } => {
-            serve::worker(data, worker).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Client(cmd) => client::run(cmd, &cli.conn).await,
-        Command::Audit(cmd) => audit::run(cmd, &cli.conn).await,
-        Command::Admin(cmd) => {
-            keys::admin(cmd).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Admin(c) => admin::run(c).await.map(done),
+        Command::Audit(c) => audit::run(c, &cli.conn).await,
         Command::Openapi => {
-            print!("{}", assay_server::openapi_json());
+            openapi::run();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor { state_dir } => {
-            let checks = doctor::run_checks(&state_dir).await;
-            let mut failed = false;
-            for c in &checks {
-                let tag = match c.level {
-                    Level::Ok => "ok  ",
-                    Level::Warn => "warn",
-                    Level::Fail => {
-                        failed = true;
-                        "FAIL"
-                    }
-                };
-                println!("[{tag}] {:<11} {}", c.name, c.detail);
-                if !c.fix.is_empty() {
-                    println!("       {:<11} fix: {}", "", c.fix);
-                }
-            }
-            if failed {
-                println!("\nSome checks failed: sandboxes cannot run until they are fixed.");
-                Ok(ExitCode::from(1))
-            } else {
-                println!("\nThis host can run sandboxes.");
-                Ok(ExitCode::SUCCESS)
-            }
+        Command::Doctor(a) => Ok(doctor::run(a).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("assay").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        // Global flags go anywhere; a server's --config is its settings file.
+        let cli = parse(&["submit", "x.py", "--key", "k1", "--config", "c.toml"]);
+        assert_eq!(cli.conn.key.as_deref(), Some("k1"));
+        assert_eq!(cli.conn.config, Some("c.toml".into()));
+        assert!(matches!(
+            parse(&["logs", "-f", "ev1"]).command,
+            Command::Client(ClientCommand::Logs(_))
+        ));
+        assert!(matches!(
+            parse(&["serve", "--config", "s.toml"]).command,
+            Command::Serve(_)
+        ));
+        // The limit flags of every command that runs programs.
+        for cmd in ["run", "submit", "batch"] {
+            let cli = Cli::try_parse_from([
+                "assay",
+                cmd,
+                "x",
+                "--timeout",
+                "1s",
+                "--cpu-time",
+                "1s",
+                "--memory",
+                "1MiB",
+                "--output",
+                "1KiB",
+                "--pids",
+                "2",
+            ]);
+            assert!(cli.is_ok(), "{cmd}: {:?}", cli.err());
         }
-    }
-}
-
-fn print_summary(r: &RunResult) {
-    let mut line = format!(
-        "── {} · exit {} · wall {} ms · cpu {} ms · peak {} · {}",
-        r.status,
-        r.exit_code.map_or("-".into(), |c| c.to_string()),
-        r.wall_ms,
-        r.cpu_ms,
-        format_size(r.peak_memory_bytes),
-        r.runtime
-    );
-    if let Some(sig) = r.signal {
-        line.push_str(&format!(" · signal {sig}"));
-    }
-    if r.stdout_truncated || r.stderr_truncated {
-        line.push_str(" · output truncated");
-    }
-    eprintln!("{line}");
-    if let Some(e) = &r.error {
-        eprintln!("   error: {e}");
-    }
-}
-
-/// 0: succeeded; 1: the program did not succeed; 3: the platform failed (errored).
-fn exit_code_for(r: &RunResult) -> ExitCode {
-    match r.status {
-        RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Errored => ExitCode::from(3),
-        _ => ExitCode::from(1),
     }
 }

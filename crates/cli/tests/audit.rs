@@ -222,7 +222,7 @@ async fn calls_and_failed_authentications_are_recorded_and_the_chain_holds() {
     let seqs: Vec<i64> = log.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(
         seqs,
-        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(),
         "gapless, oldest first"
     );
     assert_entry(
@@ -318,7 +318,8 @@ async fn calls_and_failed_authentications_are_recorded_and_the_chain_holds() {
         .map(|e| e["seq"].as_i64().unwrap())
         .collect();
     // Newest first by default.
-    assert_eq!(firsts, vec![seqs.len() as i64, seqs.len() as i64 - 1]);
+    let newest = i64::try_from(seqs.len()).unwrap();
+    assert_eq!(firsts, vec![newest, newest - 1]);
     // Filters.
     let failed = audit(&s, &c, "action=auth.failed", 1000).await;
     assert_eq!(failed.len(), 3, "{failed:#?}");

@@ -275,10 +275,11 @@ async fn operator_admin_key_from_a_file() {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
+    let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64
+        .as_secs();
+    i64::try_from(secs).unwrap()
 }
 
 /// Every secret this test hands the server or gets from it must appear nowhere but in the one
@@ -492,8 +493,8 @@ except Exception as e:
         assert!(!stored.contains(secret), "{what} in the database");
     }
     let logged = std::fs::read_to_string(&log).unwrap();
-    let admin_key_hash = assay_server::hash_key(&admin_key);
-    let new_key_hash = assay_server::hash_key(&new_key);
+    let admin_key_hash = assay_service::keys::hash_key(&admin_key);
+    let new_key_hash = assay_service::keys::hash_key(&new_key);
     assert!(
         logged.contains("listening on"),
         "the log was captured: {logged}"

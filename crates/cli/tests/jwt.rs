@@ -65,10 +65,11 @@ fn jwks(rsa: bool, ec: bool) -> Value {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
+    let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64
+        .as_secs();
+    i64::try_from(secs).unwrap()
 }
 
 /// Valid claims for `sub` in tenant `org` with `role` (as the issuer is configured here:

@@ -10,7 +10,7 @@ use common::{Answer, Server, assay_cli, assert_error, call, client, py, send, se
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Writes `toml` as the settings file in `dir`.
 fn config(dir: &tempfile::TempDir, toml: &str) -> PathBuf {
@@ -390,11 +390,9 @@ async fn tenant_max_limits_are_refused_not_clamped() {
 }
 
 fn millis(t: &Value) -> u128 {
-    humantime::parse_rfc3339_weak(t.as_str().unwrap_or_else(|| panic!("a time: {t}")))
-        .unwrap()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
+    let ms = assay_api::time::parse_time(t.as_str().unwrap_or_else(|| panic!("a time: {t}")))
+        .unwrap_or_else(|| panic!("an RFC 3339 time: {t}"));
+    u128::try_from(ms).unwrap()
 }
 
 /// Finished evaluations as (tenant, started, finished) in ms, ordered by start.

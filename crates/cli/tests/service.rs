@@ -301,7 +301,10 @@ async fn idempotency_and_sse_resume() {
     let full = s.events(&c, &id, None).await;
     assert_eq!(joined, full, "resumed stream has no gaps or repeats");
     let seqs: Vec<i64> = full.iter().map(|e| e.0).collect();
-    assert_eq!(seqs, (1..=full.len() as i64).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(full.len()).unwrap()).collect::<Vec<_>>()
+    );
     assert_eq!(full.last().unwrap().1, "result");
     let out: String = full
         .iter()
@@ -608,7 +611,7 @@ async fn sigterm_hands_running_work_back_and_it_finishes_after_restart() {
             assert!(Instant::now() < deadline, "the sandbox never started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         // It exits by itself after the grace period, having handed the evaluation back.
         let mut s = s;

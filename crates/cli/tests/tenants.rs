@@ -63,7 +63,13 @@ async fn list_ids(s: &Server, c: &reqwest::Client, key: &str, query: &str) -> Ve
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let ms = t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+    assay_api::time::rfc3339(i64::try_from(ms).unwrap())
+}
+
+fn system_time(rfc3339: &str) -> SystemTime {
+    let ms = assay_api::time::parse_time(rfc3339).expect("an RFC 3339 time");
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,7 +138,7 @@ async fn authentication_bypasses_all_fail() {
         s.key[..s.key.len() - 1].to_string(),
         format!("{}0", s.key),
         s.key.to_uppercase(),
-        assay_server::hash_key(&s.key),
+        assay_service::keys::hash_key(&s.key),
     ] {
         let got = send_pair(call(&s, &c, Some(&wrong), Method::GET, path)).await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", &wrong);
@@ -645,10 +651,13 @@ async fn revoked_and_expired_keys_are_refused() {
     assert_eq!(me(&s, &c, &key).await.0, StatusCode::UNAUTHORIZED);
 
     // Expired: valid until expires_at, refused from then on. (Whole milliseconds, as stored.)
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     let expires = UNIX_EPOCH + Duration::from_millis(now_ms + 2_000);
     let (st, v) = send_pair(call(&s, &c, Some(&s.key), Method::POST, "/v1/keys").json(
         &json!({"tenant": "acme", "role": "viewer", "name": "short-lived", "expires_at": rfc3339(expires)}),
@@ -709,7 +718,7 @@ async fn revoked_and_expired_keys_are_refused() {
             "a key in the listing: {text}"
         );
         assert!(
-            !text.contains(&assay_server::hash_key(secret)),
+            !text.contains(&assay_service::keys::hash_key(secret)),
             "a hash in the listing: {text}"
         );
     }
@@ -798,7 +807,7 @@ async fn cli_keys_commands_and_offline_recovery_key() {
         (Some("acme"), Some("member"))
     );
     assert_eq!(v["name"], "ci runner");
-    let expires = humantime::parse_rfc3339_weak(v["expires_at"].as_str().unwrap()).unwrap();
+    let expires = system_time(v["expires_at"].as_str().unwrap());
     let in_30d = SystemTime::now() + Duration::from_secs(30 * 86_400);
     let off = in_30d
         .duration_since(expires)
@@ -894,7 +903,10 @@ async fn cli_keys_commands_and_offline_recovery_key() {
     let text = stdout(&out);
     for secret in [&s.key, &key, &viewer] {
         assert!(!text.contains(secret.as_str()), "{text}");
-        assert!(!text.contains(&assay_server::hash_key(secret)), "{text}");
+        assert!(
+            !text.contains(&assay_service::keys::hash_key(secret)),
+            "{text}"
+        );
     }
     let v: Value = serde_json::from_str(&text).unwrap();
     let ids: Vec<&str> = v["items"]

@@ -1,0 +1,17 @@
+//! One module per command. Each takes its parsed arguments and does its work through the shared
+//! modules of the crate (never through another command's module).
+
+pub mod admin;
+pub mod audit;
+pub mod batch;
+pub mod cancel;
+pub mod doctor;
+pub mod get;
+pub mod keys;
+pub mod list;
+pub mod logs;
+pub mod openapi;
+pub mod run;
+pub mod serve;
+pub mod submit;
+pub mod worker;
