@@ -4,9 +4,9 @@
 //! the invariants the rest of the platform relies on.
 #![no_main]
 
-use assay_domain::{
-    LimitPolicy, MAX_STDIN_BYTES, SubmitRequest, check_python, parse_duration, parse_size,
-};
+use assay_api::ApiError;
+use assay_api::evaluation::SubmitRequest;
+use assay_domain::{LimitPolicy, MAX_STDIN_BYTES, check_python, parse_duration, parse_size};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -53,9 +53,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            // Every refusal has a stable code and a message.
-            assert!(!e.code().is_empty());
+            // Every refusal has a stable code (a 422) and a message.
             assert!(!e.to_string().is_empty());
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), 422, "{api}");
+            assert!(!api.message.is_empty());
         }
     }
 });
