@@ -1,6 +1,6 @@
 //! Following one evaluation's events as they are appended (the API's live stream).
 
-use crate::{Service, store_error};
+use crate::{Service, store_error, views};
 use assay_api::ApiError;
 use assay_api::events::{StatusEvent, StreamEvent};
 use assay_domain::OutputStream;
@@ -100,14 +100,14 @@ impl Watch {
                 text,
             } => StreamEvent::Stderr(text),
             EventPayload::Result { .. } => {
-                let ev = self
+                let (ev, output) = self
                     .svc
                     .store()
-                    .get(&self.id)
+                    .get_with_output(&self.id)
                     .await
                     .map_err(store_error)?
                     .ok_or_else(|| ApiError::not_found("evaluation"))?;
-                StreamEvent::Result(Box::new(self.svc.full_view(ev).await?))
+                StreamEvent::Result(Box::new(views::evaluation(&ev, output)))
             }
         })
     }

@@ -206,6 +206,42 @@ pub(crate) async fn get(store: &SqliteStore, id: &str) -> Result<Option<Evaluati
         .map(|(_, e)| e))
 }
 
+/// The evaluation and its output in one statement (the API's view of one evaluation is its
+/// most frequent read).
+pub(crate) async fn get_with_output(
+    store: &SqliteStore,
+    id: &str,
+) -> Result<Option<(Evaluation, Output)>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        evaluation_cols!(),
+        ", (SELECT group_concat(v.data, '' ORDER BY v.seq) FROM events v \
+             WHERE v.evaluation_id = e.id AND v.kind = ?) AS out_stdout, \
+           (SELECT group_concat(v.data, '' ORDER BY v.seq) FROM events v \
+             WHERE v.evaluation_id = e.id AND v.kind = ?) AS out_stderr \
+         FROM evaluations e WHERE e.id = ?"
+    ))
+    .bind(EventKind::Stdout.as_str())
+    .bind(EventKind::Stderr.as_str())
+    .bind(id)
+    .fetch_optional(&store.reader)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else { return Ok(None) };
+    let (_, evaluation) = rows::evaluation_from_row(&row)?;
+    let text = |col: &str| -> Result<String> {
+        Ok(row
+            .try_get::<Option<String>, _>(col)
+            .map_err(db)?
+            .unwrap_or_default())
+    };
+    let output = Output {
+        stdout: text("out_stdout")?,
+        stderr: text("out_stderr")?,
+    };
+    Ok(Some((evaluation, output)))
+}
+
 pub(crate) async fn find_by_idempotency_key(
     store: &SqliteStore,
     tenant: &str,

@@ -39,6 +39,10 @@ impl Store for SqliteStore {
         evaluations::output(self, id).await
     }
 
+    async fn get_with_output(&self, id: &str) -> Result<Option<(Evaluation, Output)>> {
+        evaluations::get_with_output(self, id).await
+    }
+
     async fn list(&self, filter: &ListFilter) -> Result<Page<Evaluation>> {
         evaluations::list(self, filter).await
     }

@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
             heartbeat_extends_the_lease_and_is_fenced
             append_output_is_fenced_and_gapless
             output_concatenates_the_chunks_of_each_stream
+            get_with_output_is_get_and_output_together
             finish_with_user_outcome_is_final
             finish_errored_retries_with_backoff_then_dead_letters
             finish_with_stale_token_changes_nothing
@@ -1480,6 +1481,56 @@ pub async fn output_concatenates_the_chunks_of_each_stream<S: Store + ?Sized>(s:
         .await
         .expect("append a large chunk");
     assert_eq!(output(s, &other).await.stderr.len(), big.len());
+}
+
+pub async fn get_with_output_is_get_and_output_together<S: Store + ?Sized>(s: &S) {
+    assert_eq!(
+        s.get_with_output("no-such-evaluation").await.expect("read"),
+        None
+    );
+    let queued = submit(s, new_eval("t", 0), T0).await;
+    let id = submit(s, new_eval("t", 0), T0 + 1).await;
+    let both = |id: String| async move {
+        let e = s.get(&id).await.expect("get").expect("exists");
+        let o = s.output(&id).await.expect("output");
+        (e, o)
+    };
+    assert_eq!(
+        s.get_with_output(&queued).await.expect("read"),
+        Some(both(queued.clone()).await),
+        "queued: no output"
+    );
+    let c = claim(s, "w", T0 + 2).await;
+    assert_eq!(c.evaluation.id, queued);
+    let c2 = claim(s, "w", T0 + 2).await;
+    for (i, text) in ["a\n", "é✓", "", "tail"].iter().enumerate() {
+        let stream = if i % 2 == 0 {
+            OutputStream::Stdout
+        } else {
+            OutputStream::Stderr
+        };
+        s.append_output(&id, &c2.token, stream, text, T0 + 3)
+            .await
+            .expect("append");
+    }
+    s.finish(
+        &id,
+        &c2.token,
+        &run_result(RunStatus::Failed),
+        &policy(),
+        T0 + 4,
+    )
+    .await
+    .expect("finish");
+    let got = s.get_with_output(&id).await.expect("read").expect("exists");
+    assert_eq!(got, both(id.clone()).await);
+    assert_eq!(
+        (got.1.stdout.as_str(), got.1.stderr.as_str()),
+        ("a\n", "é✓tail"),
+        "in order, per stream"
+    );
+    assert_eq!(got.0.status, EvaluationStatus::Failed);
+    drop(c);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -228,6 +228,19 @@ pub trait Store: Send + Sync + 'static {
     /// for an unknown id.
     async fn output(&self, id: &str) -> Result<Output>;
 
+    /// `get` and `output` together (what the API shows of one evaluation). A backend may
+    /// answer it in one read; this default makes the two calls.
+    async fn get_with_output(&self, id: &str) -> Result<Option<(Evaluation, Output)>> {
+        let Some(e) = self.get(id).await? else {
+            return Ok(None);
+        };
+        match self.output(id).await {
+            Ok(out) => Ok(Some((e, out))),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn list(&self, filter: &ListFilter) -> Result<Page<Evaluation>>;
 
     /// Cancels ([`lifecycle::Lifecycle::cancel`]). Returns the evaluation after the change.
