@@ -235,6 +235,7 @@ fn request(code: &str, limits: Limits) -> RunRequest {
         args: vec![],
         stdin: vec![],
         limits,
+        retain_output: None,
     }
 }
 

@@ -195,6 +195,7 @@ async fn sandbox_once(
                 args: vec![],
                 stdin: vec![],
                 limits,
+                retain_output: None,
             },
             None,
             CancellationToken::new(),

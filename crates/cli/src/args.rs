@@ -92,7 +92,9 @@ pub struct StoreArgs {
     /// --store says otherwise, the SQLite database (assay.db).
     #[arg(long = "data", default_value = "./assay-data", env = "ASSAY_DATA")]
     pub data: PathBuf,
-    /// The store, as a URL: sqlite://PATH [default: sqlite://<data>/assay.db].
+    /// The store, as a URL: sqlite://PATH or postgres://USER@HOST[:PORT]/DB (the password in
+    /// the URL or in the file ASSAY_STORE_PASSWORD_FILE names) [default:
+    /// sqlite://<data>/assay.db].
     #[arg(long, value_name = "URL", env = "ASSAY_STORE", value_parser = store_url_arg)]
     pub store: Option<StoreUrl>,
 }

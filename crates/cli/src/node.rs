@@ -64,6 +64,8 @@ impl WorkerArgs {
     pub async fn start(
         &self,
         store: Arc<dyn Store>,
+        // Output to the blob store is not switched on yet: the API does not serve it (issue 9).
+        blobs: Option<assay_blob::Blobs>,
         bus: LocalBus,
         settings: &Settings,
         shutdown: CancellationToken,
@@ -83,7 +85,10 @@ impl WorkerArgs {
             ..defaults
         };
         let runtime = sandbox.runtime_name().to_string();
-        let worker = Worker::new(store, sandbox, bus, cfg);
+        let mut worker = Worker::new(store, sandbox, bus, cfg);
+        if let Some(blobs) = blobs {
+            worker = worker.with_blobs(blobs);
+        }
         eprintln!(
             "assay: worker {} with {slots} slots on {runtime} (state {})",
             worker.id(),

@@ -8,16 +8,23 @@ use tokio::sync::mpsc::UnboundedSender;
 pub(crate) struct Capture {
     stream: OutputStream,
     limit: usize,
+    /// Bytes of `kept` at most (the rest is only sent as events).
+    retain: usize,
+    /// Bytes accepted under the limit so far.
+    seen: usize,
     pub(crate) kept: Vec<u8>,
     pub(crate) truncated: bool,
     pub(crate) eof: bool,
 }
 
 impl Capture {
-    pub(crate) fn new(stream: OutputStream, limit: u64) -> Capture {
+    pub(crate) fn new(stream: OutputStream, limit: u64, retain: Option<u64>) -> Capture {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         Capture {
             stream,
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            limit,
+            retain: retain.map_or(limit, |r| usize::try_from(r).unwrap_or(usize::MAX)),
+            seen: 0,
             kept: Vec::new(),
             truncated: false,
             eof: false,
@@ -44,10 +51,12 @@ impl Capture {
     /// Takes one chunk the program wrote: keeps and sends what fits under the limit. Returns
     /// true the first time the limit is exceeded.
     pub(crate) fn push(&mut self, data: &[u8], events: &Option<UnboundedSender<RunEvent>>) -> bool {
-        let room = self.limit - self.kept.len();
+        let room = self.limit - self.seen;
         let keep = data.len().min(room);
         if keep > 0 {
-            self.kept.extend_from_slice(&data[..keep]);
+            self.seen += keep;
+            let retain = keep.min(self.retain.saturating_sub(self.kept.len()));
+            self.kept.extend_from_slice(&data[..retain]);
             if let Some(tx) = events {
                 let _ = tx.send(RunEvent::Output {
                     stream: self.stream,

@@ -160,6 +160,7 @@ async fn check_runtime(kind: RuntimeKind, state_dir: &Path) -> Check {
         args: vec![],
         stdin: vec![],
         limits,
+        retain_output: None,
     };
     let r = engine.run(req, None, Default::default()).await;
     if r.status == RunStatus::Succeeded && r.stdout == "ok\n" {

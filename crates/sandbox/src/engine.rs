@@ -331,8 +331,8 @@ impl Engine {
         tokio::pin!(write_stdin);
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
-        let mut out = Capture::new(OutputStream::Stdout, limits.output_bytes);
-        let mut err = Capture::new(OutputStream::Stderr, limits.output_bytes);
+        let mut out = Capture::new(OutputStream::Stdout, limits.output_bytes, req.retain_output);
+        let mut err = Capture::new(OutputStream::Stderr, limits.output_bytes, req.retain_output);
         let mut buf_out = vec![0u8; 64 * 1024];
         let mut buf_err = vec![0u8; 64 * 1024];
 

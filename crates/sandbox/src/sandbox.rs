@@ -21,6 +21,10 @@ pub struct RunRequest {
     pub args: Vec<String>,
     pub stdin: Vec<u8>,
     pub limits: Limits,
+    /// Bytes of each stream the result keeps (`None`: all of it, up to the output limit).
+    /// Every byte under the limit is sent as [`RunEvent::Output`] either way, so a caller that
+    /// stores the events itself (the worker, to the blob store) keeps only a preview in memory.
+    pub retain_output: Option<u64>,
 }
 
 /// What a running sandbox reports as it goes.
@@ -34,7 +38,8 @@ pub enum RunEvent {
         runtime_pid: u32,
     },
     /// A chunk of output, in order per stream, never beyond the output limit. The result's
-    /// `stdout`/`stderr` are the concatenation of these chunks (as lossy UTF-8).
+    /// `stdout`/`stderr` are the concatenation of these chunks (as lossy UTF-8), cut at
+    /// `RunRequest::retain_output` bytes.
     Output { stream: OutputStream, data: Vec<u8> },
 }
 

@@ -72,6 +72,7 @@ impl Fixture for EngineFixture {
             args: Vec::new(),
             stdin: Vec::new(),
             limits,
+            retain_output: None,
         }
     }
 }

@@ -47,6 +47,7 @@ fn req(code: &str) -> RunRequest {
         args: vec![],
         stdin: vec![],
         limits: limits(),
+        retain_output: None,
     }
 }
 

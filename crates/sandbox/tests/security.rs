@@ -1593,6 +1593,7 @@ async fn run_once(
         args,
         stdin: vec![],
         limits,
+        retain_output: None,
     };
     // While the run goes on: its id and runtime PID, and, once the program has written
     // something (so it certainly runs), the runtime process's tree of descendants.

@@ -83,6 +83,7 @@ fn a_run_is_traced_by_phase() {
                 args: Vec::new(),
                 stdin: Vec::new(),
                 limits: LimitPolicy::default().defaults,
+                retain_output: None,
             };
             (
                 e.runtime(),

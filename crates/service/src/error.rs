@@ -17,6 +17,8 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         ),
         StoreError::InvalidCursor => ApiError::new(ErrorCode::InvalidCursor, "invalid cursor"),
         StoreError::Unavailable(_) => ApiError::unavailable(e, 1),
-        StoreError::LeaseLost(_) | StoreError::Backend(_) => ApiError::internal(e),
+        StoreError::LeaseLost(_) | StoreError::Backend(_) | StoreError::Refused(_) => {
+            ApiError::internal(e)
+        }
     }
 }

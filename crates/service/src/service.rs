@@ -1,4 +1,4 @@
-//! The service value: the store, the in-process bus, the settings and the quota state.
+//! The service value: the store, the in-process bus and the settings.
 
 use assay_domain::{LimitPolicy, QuotaPolicy, RetryPolicy};
 use assay_store::Store;
@@ -16,7 +16,7 @@ pub struct ServiceConfig {
     pub quotas: QuotaPolicy,
 }
 
-/// The service. Cheap to clone: every clone shares the store, the bus and the quota state.
+/// The service. Cheap to clone: every clone shares the store, the bus and the settings.
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
@@ -26,18 +26,12 @@ struct Inner {
     store: Arc<dyn Store>,
     bus: LocalBus,
     config: ServiceConfig,
-    gate: crate::quota::QuotaGate,
 }
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, bus: LocalBus, config: ServiceConfig) -> Service {
         Service {
-            inner: Arc::new(Inner {
-                store,
-                bus,
-                config,
-                gate: crate::quota::QuotaGate::default(),
-            }),
+            inner: Arc::new(Inner { store, bus, config }),
         }
     }
 
@@ -51,9 +45,5 @@ impl Service {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
-    }
-
-    pub(crate) fn gate(&self) -> &crate::quota::QuotaGate {
-        &self.inner.gate
     }
 }

@@ -12,7 +12,7 @@ use assay_store::audit::{
 };
 use assay_store::cursor::{decode_seq, encode_seq};
 use assay_store::{Page, Result};
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 /// Rows read per query while verifying.
@@ -61,13 +61,36 @@ fn exact_entry_from_row(row: &SqliteRow) -> Result<(AuditEntry, bool)> {
 
 pub(crate) async fn append(store: &SqliteStore, entry: NewAuditEntry) -> Result<AuditEntry> {
     let mut tx = store.write_tx().await?;
+    let (last_seq, last_hash) = head(&mut tx).await?;
+    let e = AuditEntry::chain(last_seq + 1, entry, &last_hash);
+    write(&mut tx, &e).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(e)
+}
+
+/// Appends `entries` as they are, if they continue the chain (`audit::check_continues`).
+pub(crate) async fn import(store: &SqliteStore, entries: Vec<AuditEntry>) -> Result<()> {
+    let mut tx = store.write_tx().await?;
+    let head = head(&mut tx).await?;
+    assay_store::audit::check_continues(head, &entries)?;
+    for e in &entries {
+        write(&mut tx, e).await?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// The chain's last seq and hash (0 and the genesis hash when empty).
+async fn head(conn: &mut SqliteConnection) -> Result<(i64, String)> {
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-    let (last_seq, last_hash) = head.unwrap_or((0, GENESIS_HASH.to_string()));
-    let e = AuditEntry::chain(last_seq + 1, entry, &last_hash);
+    Ok(head.unwrap_or((0, GENESIS_HASH.to_string())))
+}
+
+/// Inserts `e` and makes it the head.
+async fn write(conn: &mut SqliteConnection, e: &AuditEntry) -> Result<()> {
     sqlx::query(concat!(
         "INSERT INTO audit_log (",
         audit_cols!(),
@@ -86,7 +109,7 @@ pub(crate) async fn append(store: &SqliteStore, entry: NewAuditEntry) -> Result<
     .bind(&e.entry.detail)
     .bind(&e.prev_hash)
     .bind(&e.hash)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
     sqlx::query(
@@ -95,11 +118,10 @@ pub(crate) async fn append(store: &SqliteStore, entry: NewAuditEntry) -> Result<
     )
     .bind(e.seq)
     .bind(&e.hash)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    Ok(e)
+    Ok(())
 }
 
 pub(crate) async fn list(store: &SqliteStore, f: &AuditFilter) -> Result<Page<AuditEntry>> {

@@ -5,17 +5,19 @@ use crate::bulk::{BulkInsert, Query};
 use crate::connection::SqliteStore;
 use crate::error::db;
 use crate::event_log::{self, EventRow, SIZES};
+use crate::queue;
 use crate::rows::{
     self, Head, bind_lifecycle, evaluation_cols, evaluation_from_row, event_from_row,
     payload_from_row,
 };
+use assay_store::admission::TokenBucket;
 use assay_store::cursor::Cursor;
 use assay_store::idempotency::{KeyCheck, KeyDecision};
 use assay_store::lifecycle::Lifecycle;
 use assay_store::record::{encode_files, encode_labels, encode_limits};
 use assay_store::{
-    Evaluation, Event, EventKind, EventPayload, ListFilter, Millis, NewEvaluation, Output, Page,
-    Result, StoreError, SubmitOutcome,
+    Admission, Evaluation, Event, EventKind, EventPayload, ListFilter, Millis, NewEvaluation,
+    Output, Page, Result, StoreError, SubmitOutcome,
 };
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{AssertSqlSafe, Executor, Row};
@@ -106,6 +108,60 @@ async fn seen_before(conn: &mut SqliteConnection, items: &[NewEvaluation]) -> Re
     check.decide(&found)
 }
 
+/// The key's rate, then the queue caps ([`Admission`]), inside the caller's write transaction;
+/// the bucket is written back only when everything passed.
+async fn check_admission(
+    conn: &mut SqliteConnection,
+    items: &[NewEvaluation],
+    admission: &Admission,
+    now: Millis,
+) -> Result<()> {
+    let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let mut bucket = None;
+    if let Some(rate) = &admission.rate {
+        let stored: Option<(i64, i64)> =
+            sqlx::query_as("SELECT units, at_ms FROM rate_buckets WHERE bucket = ?")
+                .bind(&rate.bucket)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+        let mut b = stored.map_or(TokenBucket::full(rate.burst, now), |(units, at_ms)| {
+            TokenBucket { units, at_ms }
+        });
+        b.take(n, rate.per_minute, rate.burst, now)
+            .map_err(StoreError::Refused)?;
+        bucket = Some((rate, b));
+    }
+    if admission.counts_needed() {
+        // Every item of a batch is the submitter's tenant.
+        let tenant = items.first().map(|i| i.tenant.as_str());
+        let tenant_queued = match (admission.tenant_cap, tenant) {
+            (Some(_), Some(t)) => Some(queue::count_queued_in(conn, Some(t)).await?),
+            _ => None,
+        };
+        let total_queued = match admission.total_cap {
+            Some(_) => Some(queue::count_queued_in(conn, None).await?),
+            None => None,
+        };
+        admission
+            .check_caps(tenant_queued, total_queued, u64::from(n))
+            .map_err(StoreError::Refused)?;
+    }
+    if let Some((rate, b)) = bucket {
+        sqlx::query(
+            "INSERT INTO rate_buckets (bucket, units, at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (bucket) DO UPDATE SET units = excluded.units, at_ms = excluded.at_ms",
+        )
+        .bind(&rate.bucket)
+        .bind(b.units)
+        .bind(b.at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
 /// Inserts `items` (each with its labels and first event) inside the caller's write
 /// transaction.
 async fn insert(
@@ -175,10 +231,12 @@ async fn insert(
     Ok(rows.into_iter().map(|r| r.evaluation).collect())
 }
 
-/// Submits `items` in one write transaction, all or nothing (idempotency included).
-pub(crate) async fn submit(
+/// Submits `items` in one write transaction, all or nothing (idempotency included), after
+/// `admission`'s checks in that transaction (the write lock makes them exact).
+pub(crate) async fn admit(
     store: &SqliteStore,
     items: Vec<NewEvaluation>,
+    admission: &Admission,
     now: Millis,
 ) -> Result<Vec<SubmitOutcome>> {
     if items.is_empty() {
@@ -190,11 +248,14 @@ pub(crate) async fn submit(
         KeyDecision::Existing(existing) => {
             existing.into_iter().map(SubmitOutcome::Existing).collect()
         }
-        KeyDecision::InsertAll => insert(&mut tx, items, now)
-            .await?
-            .into_iter()
-            .map(SubmitOutcome::Created)
-            .collect(),
+        KeyDecision::InsertAll => {
+            check_admission(&mut tx, &items, admission, now).await?;
+            insert(&mut tx, items, now)
+                .await?
+                .into_iter()
+                .map(SubmitOutcome::Created)
+                .collect()
+        }
     };
     tx.commit().await.map_err(db)?;
     Ok(out)

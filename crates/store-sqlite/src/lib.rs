@@ -17,7 +17,7 @@
 //! Modules, each depending only on those listed before it: `error` (sqlx errors, retryable or
 //! not), `migrate`, `connection` (`SqliteStore`, opening), `bulk` (multi-row inserts), `rows`
 //! (columns and row mapping), `event_log`, then one per concern (`evaluations`, `queue`,
-//! `keys`, `workers`, `audit`) and `store`, the `Store` implementation over them.
+//! `keys`, `workers`, `audit`, `transfer`: retention and copying) and `store`, the `Store` implementation over them.
 #![forbid(unsafe_code)]
 
 mod audit;
@@ -30,7 +30,10 @@ mod keys;
 mod migrate;
 mod queue;
 mod rows;
+#[cfg(feature = "bench")]
+mod seed;
 mod store;
+mod transfer;
 mod workers;
 
 pub use connection::SqliteStore;

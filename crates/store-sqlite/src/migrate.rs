@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 /// Version, description (the file name's, with spaces) and SQL of every migration, in order.
 /// Versions are shared with the PostgreSQL backend's migrations.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (
         2,
@@ -25,6 +25,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "output once",
         include_str!("../migrations/0004_output_once.sql"),
+    ),
+    (
+        5,
+        "admission and retention",
+        include_str!("../migrations/0005_admission_and_retention.sql"),
     ),
 ];
 

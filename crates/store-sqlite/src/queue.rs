@@ -13,11 +13,12 @@ use crate::rows::{
     Current, bind_lifecycle, current_from_row, evaluation_by_id, evaluation_cols,
     evaluation_from_row, input_from_row, lifecycle_cols, lifecycle_set, with_lifecycle,
 };
-use assay_domain::{EvaluationStatus, OutputStream, RetryPolicy, RunResult};
+use assay_domain::{EvaluationStatus, OutputStream, RetryPolicy};
 use assay_store::claim::{FairPick, QueueHead};
 use assay_store::lifecycle::{Change, Lifecycle};
 use assay_store::{
-    Claim, ClaimPolicy, Evaluation, EventKind, LeaseState, Millis, Result, StoreError, after,
+    Claim, ClaimPolicy, Evaluation, EventKind, LeaseState, Millis, Result, RunRecord, StoreError,
+    after,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
@@ -189,6 +190,15 @@ pub(crate) async fn claim(
 }
 
 pub(crate) async fn count_queued(store: &SqliteStore, tenant: Option<&str>) -> Result<u64> {
+    let mut conn = store.reader.acquire().await.map_err(db)?;
+    count_queued_in(&mut conn, tenant).await
+}
+
+/// `count_queued` on a given connection (inside a write transaction: what admission counts).
+pub(crate) async fn count_queued_in(
+    conn: &mut SqliteConnection,
+    tenant: Option<&str>,
+) -> Result<u64> {
     // Both forms count entries of a partial index of the queue only (one tenant: a range).
     let n: u64 = match tenant {
         Some(t) => sqlx::query_scalar(
@@ -196,14 +206,14 @@ pub(crate) async fn count_queued(store: &SqliteStore, tenant: Option<&str>) -> R
              WHERE status = 'queued' AND tenant = ?",
         )
         .bind(t)
-        .fetch_one(&store.reader)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?,
         None => sqlx::query_scalar(
             "SELECT COUNT(*) FROM evaluations INDEXED BY evaluations_queue_tenant \
              WHERE status = 'queued'",
         )
-        .fetch_one(&store.reader)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?,
     };
@@ -276,13 +286,15 @@ pub(crate) async fn finish(
     store: &SqliteStore,
     id: &str,
     token: &str,
-    result: &RunResult,
+    record: &RunRecord,
     policy: &RetryPolicy,
     now: Millis,
 ) -> Result<EvaluationStatus> {
     let mut tx = store.write_tx().await?;
     let cur = load(&mut tx, id).await?;
-    let change = cur.lifecycle.finish(id, token, result, policy, now)?;
+    let change = cur
+        .lifecycle
+        .finish_record(id, token, record.clone(), policy, now)?;
     persist(&mut tx, &cur, &change, now).await?;
     tx.commit().await.map_err(db)?;
     Ok(change.next.status)

@@ -1,30 +1,24 @@
 //! `Store` for `SqliteStore`: each method is one function of the module that owns its concern.
 
 use crate::connection::SqliteStore;
-use crate::{audit, evaluations, keys, queue, workers};
-use assay_domain::{EvaluationStatus, OutputStream, RetryPolicy, RunResult};
+use crate::{audit, evaluations, keys, queue, transfer, workers};
+use assay_domain::{EvaluationStatus, OutputStream, RetryPolicy};
 use assay_store::{
-    ApiKey, AuditEntry, AuditFilter, AuditVerification, Claim, ClaimPolicy, Evaluation, Event,
-    LeaseState, ListFilter, Millis, NewAuditEntry, NewEvaluation, Output, Page, QueueStats, Result,
-    Store, StoreError, SubmitOutcome, WorkerInfo,
+    Admission, ApiKey, AuditEntry, AuditFilter, AuditVerification, Claim, ClaimPolicy, Deleted,
+    Evaluation, EvaluationDump, Event, LeaseState, ListFilter, Millis, NewAuditEntry,
+    NewEvaluation, Output, Page, QueueStats, Result, RunRecord, Store, SubmitOutcome, WorkerInfo,
 };
 use std::time::Duration;
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn submit(&self, new: NewEvaluation, now: Millis) -> Result<SubmitOutcome> {
-        evaluations::submit(self, vec![new], now)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Backend("submit: no outcome".into()))
-    }
-
-    async fn submit_batch(
+    async fn admit(
         &self,
         items: Vec<NewEvaluation>,
+        admission: &Admission,
         now: Millis,
     ) -> Result<Vec<SubmitOutcome>> {
-        evaluations::submit(self, items, now).await
+        evaluations::admit(self, items, admission, now).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>> {
@@ -86,15 +80,15 @@ impl Store for SqliteStore {
         queue::append_output(self, id, token, stream, data, now).await
     }
 
-    async fn finish(
+    async fn finish_record(
         &self,
         id: &str,
         token: &str,
-        result: &RunResult,
+        record: &RunRecord,
         policy: &RetryPolicy,
         now: Millis,
     ) -> Result<EvaluationStatus> {
-        queue::finish(self, id, token, result, policy, now).await
+        queue::finish(self, id, token, record, policy, now).await
     }
 
     async fn release(&self, id: &str, token: &str, now: Millis) -> Result<()> {
@@ -159,6 +153,26 @@ impl Store for SqliteStore {
 
     async fn verify_audit(&self) -> Result<AuditVerification> {
         audit::verify(self).await
+    }
+
+    async fn delete_finished(&self, before: Millis, limit: u32) -> Result<Vec<Deleted>> {
+        transfer::delete_finished(self, before, limit).await
+    }
+
+    async fn export_evaluations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<EvaluationDump>> {
+        transfer::export(self, after, limit).await
+    }
+
+    async fn import_evaluations(&self, dumps: Vec<EvaluationDump>) -> Result<()> {
+        transfer::import(self, dumps).await
+    }
+
+    async fn import_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
+        audit::import(self, entries).await
     }
 
     async fn close(&self) {

@@ -167,6 +167,8 @@ async fn a_database_of_the_previous_version_loads_and_works_on() {
             error: None,
             stdout_bytes: None,
             stderr_bytes: None,
+            stdout_blob: None,
+            stderr_blob: None,
         })
     );
     // The output is stored once now: in the events, no longer in the row or the result event.

@@ -13,6 +13,7 @@
 //! that `verify` prints) somewhere else to detect that.
 
 use crate::Millis;
+use crate::StoreError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -80,6 +81,24 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// SHA-256 (hex) of [`canonical_bytes`].
     pub hash: String,
+}
+
+/// Whether `entries` (to be imported as they are) continue a chain whose head is `head`
+/// (last seq and hash): consecutive seqs from the next one, each linked to the one before, each
+/// hash right. `Backend` naming the first that does not.
+pub fn check_continues(head: (i64, String), entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let (mut seq, mut hash) = head;
+    for e in entries {
+        if e.seq != seq + 1 || e.prev_hash != hash || e.computed_hash() != e.hash {
+            return Err(StoreError::Backend(format!(
+                "audit entry {} does not continue the chain at seq {seq}",
+                e.seq
+            )));
+        }
+        seq = e.seq;
+        hash.clone_from(&e.hash);
+    }
+    Ok(())
 }
 
 impl AuditEntry {

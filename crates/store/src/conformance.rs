@@ -59,6 +59,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
+pub mod scale;
+
 /// A fixed point in time (2023-11-14) all checks count from.
 pub const T0: Millis = 1_700_000_000_000;
 
@@ -74,6 +76,8 @@ where
     Fut: Future<Output = S>,
 {
     crate::conformance_tests!(@run make);
+    eprintln!("conformance check export_import_copies_everything ...");
+    scale::export_import_copies_everything(&make().await, &make().await).await;
 }
 
 /// Expands to one `#[tokio::test]` per conformance check. The argument is the path of an async
@@ -83,20 +87,20 @@ macro_rules! conformance_tests {
     (@run $make:ident) => {
         $crate::conformance_tests!(@each [run $make]);
     };
-    (@one [test $fixture:path] $name:ident) => {
+    (@one [test $fixture:path] [$($m:ident)?] $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {
             let fixture = $fixture().await;
-            $crate::conformance::$name(&*fixture).await;
+            $crate::conformance::$($m::)?$name(&*fixture).await;
         }
     };
-    (@one [run $make:ident] $name:ident) => {{
+    (@one [run $make:ident] [$($m:ident)?] $name:ident) => {{
         let store = $make().await;
         eprintln!("conformance check {} ...", stringify!($name));
-        $crate::conformance::$name(&store).await;
+        $crate::conformance::$($m::)?$name(&store).await;
     }};
     (@each $how:tt) => {
-        $crate::conformance_tests!(@list $how
+        $crate::conformance_tests!(@list $how []
             submit_inserts_evaluation_and_queued_event
             idempotency_key_is_per_tenant
             find_by_idempotency_key_is_per_tenant
@@ -146,16 +150,30 @@ macro_rules! conformance_tests {
             audit_append_chains_entries
             audit_list_filters_and_pages
             audit_concurrent_appends_never_fork
+            concurrent_claimers_keep_caps_and_fair_share
+        );
+        $crate::conformance_tests!(@list $how [scale]
+            admit_caps_are_exact_under_concurrency
+            admit_rate_is_one_bucket_per_key
+            finish_record_publishes_blobs_only_when_fenced
+            delete_finished_removes_old_terminal_evaluations_only
         );
     };
-    (@list [test $fixture:path] $($name:ident)*) => {
-        $( $crate::conformance_tests!(@one [test $fixture] $name); )*
+    (@list [test $fixture:path] $m:tt $($name:ident)*) => {
+        $( $crate::conformance_tests!(@one [test $fixture] $m $name); )*
     };
-    (@list [run $make:ident] $($name:ident)*) => {
-        $( $crate::conformance_tests!(@one [run $make] $name); )*
+    (@list [run $make:ident] $m:tt $($name:ident)*) => {
+        $( $crate::conformance_tests!(@one [run $make] $m $name); )*
     };
     ($fixture:path) => {
         $crate::conformance_tests!(@each [test $fixture]);
+
+        /// Two stores: the one check that copies from one to another.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn export_import_copies_everything() {
+            let (a, b) = ($fixture().await, $fixture().await);
+            $crate::conformance::scale::export_import_copies_everything(&*a, &*b).await;
+        }
     };
 }
 
@@ -2789,4 +2807,151 @@ pub async fn audit_concurrent_appends_never_fork<S: Store + ?Sized>(s: &S) {
         (40, 40, None),
         "one chain, not forked"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many claimers at once
+
+pub async fn concurrent_claimers_keep_caps_and_fair_share<S: Store + ?Sized>(s: &S) {
+    // Three tenants: `a` capped at 2, `b` at 3, `c` at the default 1; 20 jobs each.
+    let p = caps(Some(1), &[("a", Some(2)), ("b", Some(3))]);
+    const TENANTS: [&str; 3] = ["a", "b", "c"];
+    const EACH: usize = 20;
+    const TOTAL: usize = EACH * TENANTS.len();
+    for (i, t) in TENANTS.iter().enumerate() {
+        let i = i64::try_from(i).expect("small");
+        s.submit_batch((0..EACH).map(|_| new_eval(t, 0)).collect(), T0 + i)
+            .await
+            .expect("batch");
+    }
+    /// What the claimers hold, as they see it: running per tenant, every id ever claimed, and
+    /// how many ended.
+    #[derive(Default)]
+    struct Seen {
+        running: BTreeMap<String, u32>,
+        claimed: BTreeSet<String>,
+        finished: usize,
+    }
+    let seen = std::sync::Mutex::new(Seen::default());
+    let cap = |t: &str| p.max_running(t).expect("every tenant is capped");
+    let finish = |c: Claim, now: Millis| {
+        let seen = &seen;
+        async move {
+            // Counted out before the finish: once it commits, the store may hand the slot out.
+            {
+                let mut st = seen.lock().expect("not poisoned");
+                let n = st
+                    .running
+                    .get_mut(&c.evaluation.tenant)
+                    .expect("was running");
+                *n -= 1;
+            }
+            s.finish(
+                &c.evaluation.id,
+                &c.token,
+                &run_result(RunStatus::Succeeded),
+                &policy(),
+                now,
+            )
+            .await
+            .expect("finish");
+            seen.lock().expect("not poisoned").finished += 1;
+        }
+    };
+    let claimer = |w: usize| {
+        let (p, seen) = (&p, &seen);
+        async move {
+            let worker = format!("w{w}");
+            let mut held: Vec<Claim> = Vec::new();
+            let mut step = 0u64;
+            loop {
+                step += 1;
+                assert!(step < 20_000, "{worker}: the queue never drained");
+                let now = T0 + 100 + i64::try_from(step).expect("small");
+                match s.claim(&worker, LEASE, p, now).await.expect("claim") {
+                    Some(c) => {
+                        let tenant = c.evaluation.tenant.clone();
+                        {
+                            let mut st = seen.lock().expect("not poisoned");
+                            assert!(
+                                st.claimed.insert(c.evaluation.id.clone()),
+                                "{} was claimed twice",
+                                c.evaluation.id
+                            );
+                            let n = st.running.entry(tenant.clone()).or_default();
+                            *n += 1;
+                            assert!(
+                                *n <= cap(&tenant),
+                                "{tenant} runs {n}, over its cap of {}",
+                                cap(&tenant)
+                            );
+                        }
+                        // The store's own count, at this moment, never exceeds the cap either
+                        // (it is never below what the claimers hold).
+                        let st = s.queue_stats(Some(&tenant), now).await.expect("stats");
+                        let running = count_of(&st, EvaluationStatus::Running);
+                        assert!(
+                            running <= u64::from(cap(&tenant)),
+                            "the store runs {running} of {tenant}, over its cap"
+                        );
+                        held.push(c);
+                        // Hold some claims a while, finish others at once.
+                        if held.len() >= 2 || (w + held.len()).is_multiple_of(3) {
+                            finish(held.remove(0), now).await;
+                        }
+                    }
+                    None if !held.is_empty() => {
+                        for c in std::mem::take(&mut held) {
+                            finish(c, now).await;
+                        }
+                    }
+                    None => {
+                        if seen.lock().expect("not poisoned").finished == TOTAL {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    };
+    tokio::join!(
+        claimer(0),
+        claimer(1),
+        claimer(2),
+        claimer(3),
+        claimer(4),
+        claimer(5),
+        claimer(6),
+        claimer(7),
+    );
+    let st = seen.into_inner().expect("not poisoned");
+    assert_eq!(st.claimed.len(), TOTAL, "every job claimed exactly once");
+    assert!(st.running.values().all(|&n| n == 0), "{:?}", st.running);
+    let stats = s.queue_stats(None, T0 + 50_000).await.expect("stats");
+    assert_eq!(
+        count_of(&stats, EvaluationStatus::Succeeded),
+        u64::try_from(TOTAL).expect("small"),
+        "everything finished: {stats:?}"
+    );
+    assert_eq!(count_of(&stats, EvaluationStatus::Running), 0);
+    assert_eq!(s.count_queued(None).await.expect("count"), 0);
+    // Fair share afterwards: the store's running counts are back to zero for every tenant, so
+    // three claims go to three different tenants (fewest running first), whoever is older.
+    for t in TENANTS.iter().rev() {
+        s.submit_batch(vec![new_eval(t, 0), new_eval(t, 0)], T0 + 60_000)
+            .await
+            .expect("batch");
+    }
+    let mut tenants = BTreeSet::new();
+    for _ in 0..3 {
+        let c = claim_with(s, &ClaimPolicy::default(), T0 + 60_001)
+            .await
+            .expect("a job");
+        tenants.insert(c.evaluation.tenant);
+    }
+    assert_eq!(tenants.len(), 3, "one claim per tenant: {tenants:?}");
+    // And the caps still count exactly: `c` (cap 1) runs one, so only `a` and `b` may start.
+    let c = claim_with(s, &p, T0 + 60_002).await.expect("a or b");
+    assert_ne!(c.evaluation.tenant, "c");
 }

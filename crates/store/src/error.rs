@@ -22,6 +22,9 @@ pub enum StoreError {
     /// not a retry of one earlier batch. Nothing was inserted.
     #[error("idempotency key {0:?} was used for a different request")]
     IdempotencyConflict(String),
+    /// The submission was not admitted ([`crate::Refusal`]): nothing was inserted.
+    #[error("not admitted: {0:?}")]
+    Refused(crate::Refusal),
     #[error("invalid cursor")]
     InvalidCursor,
     /// The backend could not do it now (busy, timed out, connection lost); the same call may

@@ -20,6 +20,7 @@
 //! tested without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod bus;
 pub mod claim;
@@ -34,6 +35,7 @@ pub mod record;
 mod time;
 pub mod url;
 
+pub use admission::{Admission, RateCharge, Refusal};
 use assay_domain::{
     EvaluationStatus, Language, Limits, OutputStream, Program, ProgramError, ProgramFile,
     RetryPolicy, Role, RunResult, Submission,
@@ -44,7 +46,7 @@ pub use audit::{
 pub use claim::ClaimPolicy;
 pub use error::{Result, StoreError};
 pub use event::{Event, EventKind, EventPayload};
-pub use record::{Output, RunRecord};
+pub use record::{BlobRef, Output, RunRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
 pub use time::{Millis, after, now_millis};
@@ -188,6 +190,27 @@ pub struct QueueStats {
     pub workers: Vec<WorkerInfo>,
 }
 
+/// An evaluation removed by retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    pub id: String,
+    /// The blob objects its result referenced.
+    pub blobs: Vec<String>,
+}
+
+/// One evaluation whole, as `export_evaluations` reads it and `import_evaluations` writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvaluationDump {
+    pub evaluation: Evaluation,
+    pub input: JobInput,
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// Claimable from (backoff).
+    pub not_before: Millis,
+    pub lease_token: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+}
+
 /// An API key as stored: only the SHA-256 hash of the secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {
@@ -204,10 +227,28 @@ pub struct ApiKey {
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Inserts `items` (each with its queue entry and first `status` event) in one
+    /// transaction, all or nothing, after checking `admission` in that same transaction: the
+    /// queue caps count what is queued at that moment and the key's token bucket is charged
+    /// there, so the caps hold exactly across processes. A refusal is `Refused` and changes
+    /// nothing. Idempotency as for `submit_batch`: a replay (every key seen before) is charged
+    /// nothing and returns the existing evaluations.
+    async fn admit(
+        &self,
+        items: Vec<NewEvaluation>,
+        admission: &Admission,
+        now: Millis,
+    ) -> Result<Vec<SubmitOutcome>>;
+
     /// Inserts the evaluation, its queue entry and its first `status` event in one
     /// transaction. With an idempotency key already used by this tenant, inserts nothing and
     /// returns the existing evaluation.
-    async fn submit(&self, new: NewEvaluation, now: Millis) -> Result<SubmitOutcome>;
+    async fn submit(&self, new: NewEvaluation, now: Millis) -> Result<SubmitOutcome> {
+        self.admit(vec![new], &Admission::default(), now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("submit: no outcome".into()))
+    }
 
     /// All or nothing: every item is inserted in one transaction. Idempotency too: when every
     /// item's key was seen before, nothing is inserted and the existing evaluations are
@@ -217,7 +258,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         items: Vec<NewEvaluation>,
         now: Millis,
-    ) -> Result<Vec<SubmitOutcome>>;
+    ) -> Result<Vec<SubmitOutcome>> {
+        self.admit(items, &Admission::default(), now).await
+    }
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>>;
 
@@ -280,9 +323,21 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<i64>;
 
-    /// Ends the attempt (fenced; [`lifecycle::Lifecycle::finish`]). The result is stored
-    /// without its output, which the event log already holds. Returns the status the
+    /// Ends the attempt (fenced; [`lifecycle::Lifecycle::finish_record`]) with `record` as
+    /// the stored result: the output is not in it (the event log holds its preview, the blob
+    /// store the whole of it, which `record` references). Only this fenced write publishes
+    /// those references, so a zombie attempt's objects are never shown. Returns the status the
     /// evaluation now has (`queued` when a retry is due).
+    async fn finish_record(
+        &self,
+        id: &str,
+        token: &str,
+        record: &RunRecord,
+        policy: &RetryPolicy,
+        now: Millis,
+    ) -> Result<EvaluationStatus>;
+
+    /// [`Store::finish_record`] with `RunRecord::of(result)` (no blob references).
     async fn finish(
         &self,
         id: &str,
@@ -290,7 +345,10 @@ pub trait Store: Send + Sync + 'static {
         result: &RunResult,
         policy: &RetryPolicy,
         now: Millis,
-    ) -> Result<EvaluationStatus>;
+    ) -> Result<EvaluationStatus> {
+        self.finish_record(id, token, &RunRecord::of(result), policy, now)
+            .await
+    }
 
     /// Hands a running job back (graceful shutdown; fenced;
     /// [`lifecycle::Lifecycle::release`]).
@@ -345,6 +403,31 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the whole audit chain (every hash, every link, no gap, the head) and reports the
     /// first break. Reads one consistent snapshot.
     async fn verify_audit(&self) -> Result<AuditVerification>;
+
+    /// Retention: deletes at most `limit` evaluations that ended (a terminal status, dead
+    /// letters included) before `before`, with their events and labels, oldest first. Returns
+    /// the deleted ones (their blobs are the caller's to delete, after this). The audit log is
+    /// never touched.
+    async fn delete_finished(&self, before: Millis, limit: u32) -> Result<Vec<Deleted>>;
+
+    /// Every evaluation whole (input, queue state, events), in insertion order, one page
+    /// (`after`: the previous page's `next_cursor`): what `assay store copy` reads.
+    async fn export_evaluations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<EvaluationDump>>;
+
+    /// Writes exported evaluations as they are (ids, times, queue state, events), after those
+    /// already here, in one transaction. `Conflict`-free: an id already present is an error
+    /// (`Backend`) and nothing of the call is written.
+    async fn import_evaluations(&self, dumps: Vec<EvaluationDump>) -> Result<()>;
+
+    /// Appends audit entries exactly as they are (seq, times, hashes), in one transaction.
+    /// The first must link to the current head (its `prev_hash` is the head's hash, or the
+    /// genesis hash on an empty log) and the seqs must follow on without a gap; otherwise
+    /// `Backend` and nothing is written. `verify_audit` then checks the imported chain.
+    async fn import_audit(&self, entries: Vec<AuditEntry>) -> Result<()>;
 
     /// Closes the store's connections, waiting for those in use (a short-lived command's last
     /// step). Calls after it fail.

@@ -150,16 +150,30 @@ impl Lifecycle {
         policy: &RetryPolicy,
         now: Millis,
     ) -> Result<Change> {
+        self.finish_record(id, token, RunRecord::of(result), policy, now)
+    }
+
+    /// [`Lifecycle::finish`] with the record as it will be stored (e.g. with the references of
+    /// outputs published to the blob store).
+    pub fn finish_record(
+        &self,
+        id: &str,
+        token: &str,
+        record: RunRecord,
+        policy: &RetryPolicy,
+        now: Millis,
+    ) -> Result<Change> {
         self.fence(id, token)?;
-        let record = RunRecord::of(result);
-        Ok(if result.status == RunStatus::Errored {
-            let reason = result.error.as_deref().unwrap_or(PLATFORM_FAILED);
+        Ok(if record.status == RunStatus::Errored {
+            let reason = record.error.clone();
+            let reason = reason.as_deref().unwrap_or(PLATFORM_FAILED);
             self.platform_failure(Some(record), reason, policy, now)
         } else {
+            let error = record.error.clone();
             self.terminal(
-                EvaluationStatus::from(result.status),
+                EvaluationStatus::from(record.status),
                 Some(record),
-                result.error.clone(),
+                error,
                 now,
             )
         })

@@ -40,6 +40,24 @@ pub struct RunRecord {
     /// Bytes of stderr the run kept (`None` before 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_bytes: Option<u64>,
+    /// The whole stdout, published to the blob store by the fenced finish (`None`: the event
+    /// log holds all of it, as before 0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_blob: Option<BlobRef>,
+    /// The whole stderr in the blob store (`None` as for stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_blob: Option<BlobRef>,
+}
+
+/// An object of the blob store that holds one output stream whole. The key carries the
+/// attempt's fencing token, so a zombie attempt writes elsewhere and is never published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub key: String,
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 impl RunRecord {
@@ -58,7 +76,18 @@ impl RunRecord {
             error: r.error.clone(),
             stdout_bytes: Some(r.stdout.len() as u64),
             stderr_bytes: Some(r.stderr.len() as u64),
+            stdout_blob: None,
+            stderr_blob: None,
         }
+    }
+
+    /// The keys of the blob objects this result references.
+    pub fn blob_keys(&self) -> Vec<String> {
+        [&self.stdout_blob, &self.stderr_blob]
+            .into_iter()
+            .flatten()
+            .map(|b| b.key.clone())
+            .collect()
     }
 
     /// The whole result again, with the output read from the event log.

@@ -2,12 +2,12 @@
 //! log and heartbeats keep the lease, then finish it (or hand it back, or drop it when the
 //! lease was lost). Every write presents the attempt's lease token.
 
-use crate::output::{Forwarded, forward};
+use crate::output::{Forwarded, Outputs, PREVIEW_BYTES, Spill, forward};
 use crate::parts::Parts;
 use crate::retry::{lease_lost, retrying};
 use assay_domain::{RunResult, RunStatus};
 use assay_sandbox::{CancellationToken, RunRequest};
-use assay_store::{Claim, now_millis};
+use assay_store::{Claim, RunRecord, now_millis};
 use tokio::sync::mpsc;
 
 /// The signals between the attempt's tasks.
@@ -32,6 +32,8 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
             args: vec![],
             stdin: claim.input.stdin.into_bytes(),
             limits: claim.evaluation.limits,
+            // With a blob store the output is kept there; the result keeps the preview.
+            retain_output: parts.blobs.is_some().then_some(PREVIEW_BYTES as u64),
         },
         Err(e) => {
             // Stored programs were validated on submission; this is a platform fault.
@@ -39,10 +41,14 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
                 parts.sandbox.runtime_name(),
                 format!("stored program is invalid: {e}"),
             );
-            finish(parts, &id, &token, &result).await;
+            finish(parts, &id, &token, &result, &Outputs::default()).await;
             return;
         }
     };
+    let spill = parts.blobs.clone().map(|blobs| Spill {
+        blobs,
+        prefix: format!("outputs/{id}/{}.{token}", claim.attempt),
+    });
     let signals = Signals::default();
 
     let (tx, rx) = mpsc::unbounded_channel();
@@ -52,14 +58,19 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
             parts.bus.clone(),
             id.clone(),
             token.clone(),
+            spill,
             rx,
         );
         let signals = signals.clone();
         tokio::spawn(async move {
-            if f.await == Forwarded::LeaseLost {
-                signals.lease_lost.cancel();
+            let forwarded = f.await;
+            if !matches!(forwarded, Forwarded::All(_)) {
+                if matches!(forwarded, Forwarded::LeaseLost) {
+                    signals.lease_lost.cancel();
+                }
                 signals.cancel.cancel();
             }
+            forwarded
         })
     };
     let heartbeat = tokio::spawn(heartbeats(
@@ -83,7 +94,9 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
         .sandbox
         .run(request, Some(tx), signals.cancel.clone())
         .await;
-    let _ = forwarder.await;
+    let forwarded = forwarder
+        .await
+        .unwrap_or_else(|e| Forwarded::BlobFailed(format!("output task failed: {e}")));
     signals.cancel.cancel(); // stops the heartbeats
     let _ = heartbeat.await;
     tracing::debug!(status = %result.status, wall_ms = result.wall_ms, "sandbox run ended");
@@ -108,7 +121,18 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
         }
         return;
     }
-    finish(parts, &id, &token, &result).await;
+    match forwarded {
+        Forwarded::All(outputs) => finish(parts, &id, &token, &result, &outputs).await,
+        Forwarded::BlobFailed(e) => {
+            tracing::error!(evaluation = %id, error = %e, "could not store the output");
+            let failed = RunResult::platform_error(
+                parts.sandbox.runtime_name(),
+                format!("could not store the output: {e}"),
+            );
+            finish(parts, &id, &token, &failed, &Outputs::default()).await;
+        }
+        Forwarded::LeaseLost => {}
+    }
 }
 
 /// Extends the lease every third of it, carries cancellation to the sandbox, notices a lost
@@ -159,11 +183,20 @@ async fn heartbeats(
     }
 }
 
-async fn finish(parts: &Parts, id: &str, token: &str, result: &RunResult) {
+/// Finishes the attempt (fenced). The record names the blobs of `outputs`: only this write
+/// publishes them.
+async fn finish(parts: &Parts, id: &str, token: &str, result: &RunResult, outputs: &Outputs) {
+    let mut record = RunRecord::of(result);
+    if parts.blobs.is_some() {
+        record.stdout_bytes = Some(outputs.stdout.bytes);
+        record.stderr_bytes = Some(outputs.stderr.bytes);
+        record.stdout_blob.clone_from(&outputs.stdout.blob);
+        record.stderr_blob.clone_from(&outputs.stderr.blob);
+    }
     let finished = retrying("finishing", || {
         parts
             .store
-            .finish(id, token, result, &parts.cfg.retry, now_millis())
+            .finish_record(id, token, &record, &parts.cfg.retry, now_millis())
     })
     .await;
     match finished {

@@ -3,6 +3,7 @@
 use crate::attempt;
 use crate::config::WorkerConfig;
 use crate::parts::Parts;
+use assay_blob::Blobs;
 use assay_sandbox::{CancellationToken, Sandbox};
 use assay_store::bus::LocalBus;
 use assay_store::{Store, WorkerInfo, now_millis};
@@ -28,10 +29,18 @@ impl Worker {
                 store,
                 sandbox,
                 bus,
+                blobs: None,
                 cfg,
                 running: Arc::new(AtomicU32::new(0)),
             },
         }
+    }
+
+    /// Output streams longer than the preview go whole to `blobs` (published by the fenced
+    /// finish); without it, all output goes to the event log.
+    pub fn with_blobs(mut self, blobs: Blobs) -> Worker {
+        self.parts.blobs = Some(blobs);
+        self
     }
 
     pub fn id(&self) -> &str {

@@ -73,14 +73,16 @@ fn crate_dependencies_point_one_way() {
         ("assay-api", &["assay-domain"][..]),
         ("assay-store", &["assay-domain"][..]),
         ("assay-sandbox", &["assay-domain"][..]),
+        ("assay-blob", &[][..]),
         ("assay-store-sqlite", &["assay-domain", "assay-store"][..]),
+        ("assay-store-postgres", &["assay-domain", "assay-store"][..]),
         (
             "assay-service",
             &["assay-api", "assay-domain", "assay-store"][..],
         ),
         (
             "assay-worker",
-            &["assay-domain", "assay-sandbox", "assay-store"][..],
+            &["assay-blob", "assay-domain", "assay-sandbox", "assay-store"][..],
         ),
         (
             "assay-server",
@@ -90,16 +92,27 @@ fn crate_dependencies_point_one_way() {
             "assay",
             &[
                 "assay-api",
+                "assay-blob",
                 "assay-domain",
                 "assay-sandbox",
                 "assay-server",
                 "assay-service",
                 "assay-store",
+                "assay-store-postgres",
                 "assay-store-sqlite",
                 "assay-worker",
             ][..],
         ),
-        ("assay-bench", &["assay-domain", "assay-sandbox"][..]),
+        (
+            "assay-bench",
+            &[
+                "assay-domain",
+                "assay-sandbox",
+                "assay-store",
+                "assay-store-postgres",
+                "assay-store-sqlite",
+            ][..],
+        ),
         ("assay-layout", &[][..]),
     ]);
     for (dir, name) in packages() {

@@ -50,6 +50,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         args: a.args,
         stdin,
         limits,
+        retain_output: None,
     };
     let cancel = CancellationToken::new();
     let ctrl_c = cancel.clone();

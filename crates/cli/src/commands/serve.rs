@@ -35,7 +35,8 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let store = crate::store::open(&a.node.store.url()).await?;
+    let bus = LocalBus::new();
+    let store = crate::store::open_node(&a.node.store.url(), &bus).await?;
     let data = &a.node.store.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     if let Some(key) = &settings.admin.key {
@@ -62,11 +63,16 @@ pub async fn run(a: ServeArgs) -> Result<()> {
             data.join("admin.key").display()
         ),
     }
-    let bus = LocalBus::new();
     let shutdown = CancellationToken::new();
     let workers = a
         .worker
-        .start(store.clone(), bus.clone(), &settings, shutdown.clone())
+        .start(
+            store.clone(),
+            None,
+            bus.clone(),
+            &settings,
+            shutdown.clone(),
+        )
         .await?;
     let config = ServiceConfig {
         limits: LimitPolicy::default(),

@@ -16,11 +16,12 @@ pub struct WorkerCommandArgs {
 pub async fn run(a: WorkerCommandArgs) -> Result<()> {
     // A worker applies the running caps (`[quotas]`); the rest of the settings is the API's.
     let settings = a.node.settings()?;
-    let store = crate::store::open(&a.node.store.url()).await?;
+    let bus = LocalBus::new();
+    let store = crate::store::open_node(&a.node.store.url(), &bus).await?;
     let shutdown = CancellationToken::new();
     let task = a
         .worker
-        .start(store, LocalBus::new(), &settings, shutdown.clone())
+        .start(store, None, bus, &settings, shutdown.clone())
         .await?
         .context("--slots 0: nothing to do")?;
     let stop = shutdown.clone();

@@ -104,6 +104,7 @@ impl ScriptedSandbox {
             args: Vec::new(),
             stdin: Vec::new(),
             limits: LimitPolicy::default().defaults,
+            retain_output: None,
         }
     }
 
@@ -290,8 +291,16 @@ impl Sandbox for ScriptedSandbox {
             events,
             cancel: &cancel,
             deadline: tokio::time::Instant::now() + req.limits.wall_time(),
-            out: Capture::new(OutputStream::Stdout, req.limits.output_bytes),
-            err: Capture::new(OutputStream::Stderr, req.limits.output_bytes),
+            out: Capture::new(
+                OutputStream::Stdout,
+                req.limits.output_bytes,
+                req.retain_output,
+            ),
+            err: Capture::new(
+                OutputStream::Stderr,
+                req.limits.output_bytes,
+                req.retain_output,
+            ),
             cpu_ms: 0,
             peak_memory_bytes: 0,
         };

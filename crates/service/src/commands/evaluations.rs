@@ -2,11 +2,12 @@
 
 use super::command::Command;
 use crate::audit::Audited;
+use crate::quota;
 use crate::{Action, Caller, Service, store_error};
 use assay_api::evaluation::{BatchResponse, EvaluationView, SubmitRequest};
 use assay_api::{ApiError, ErrorCode, MAX_BATCH};
 use assay_domain::Role;
-use assay_store::{NewEvaluation, Store, SubmitOutcome, now_millis};
+use assay_store::{NewEvaluation, Store, StoreError, SubmitOutcome, now_millis};
 use serde_json::json;
 
 /// Ids of a batch recorded in its audit entry, at most.
@@ -43,26 +44,17 @@ impl Command for Submit {
     async fn run(self, svc: &Service, caller: &Caller) -> Result<Submitted, ApiError> {
         let config = svc.config();
         let quota = config.quotas.for_tenant(&caller.tenant);
-        svc.gate().check_rate(quota, &caller.key_id, 1)?;
         let submission = self.request.validate(&quota.limit_policy(&config.limits))?;
-        let permit = svc
-            .gate()
-            .admit(svc.store(), &config.quotas, &caller.tenant, 1)
-            .await?;
-        let outcome = svc
-            .store()
-            .submit(
-                NewEvaluation {
-                    tenant: caller.tenant.clone(),
-                    submission,
-                    idempotency_key: self.idempotency_key,
-                    max_attempts: config.retry.max_attempts,
-                },
-                now_millis(),
-            )
-            .await
-            .map_err(store_error)?;
-        drop(permit);
+        let new = NewEvaluation {
+            tenant: caller.tenant.clone(),
+            submission,
+            idempotency_key: self.idempotency_key,
+            max_attempts: config.retry.max_attempts,
+        };
+        let outcome = admit(svc, caller, vec![new])
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::internal("submit: no outcome"))?;
         let created = outcome.is_created();
         if created {
             tracing::debug!(key = %caller.key_id, evaluation = %outcome.evaluation().id, "submitted");
@@ -107,20 +99,8 @@ impl Command for SubmitBatch {
         let store = svc.store();
         let config = svc.config();
         let tenant = &caller.tenant;
-        // A retry of a batch that was accepted inserts nothing, so it takes no rate or quota.
-        let retry = match &self.idempotency_key {
-            Some(key) => store
-                .find_by_idempotency_key(tenant, &batch_item_key(key, 0))
-                .await
-                .map_err(store_error)?
-                .is_some(),
-            None => false,
-        };
         let quota = config.quotas.for_tenant(tenant);
-        if !retry {
-            svc.gate()
-                .check_rate(quota, &caller.key_id, u32::try_from(n).unwrap_or(u32::MAX))?;
-        }
+        quota::check_burst(quota, u32::try_from(n).unwrap_or(u32::MAX))?;
         let limits = quota.limit_policy(&config.limits);
         let mut items = Vec::with_capacity(n);
         let mut errors = Vec::new();
@@ -151,20 +131,9 @@ impl Command for SubmitBatch {
             )
             .with_details(json!({ "errors": errors })));
         }
-        let permit = if retry {
-            None
-        } else {
-            Some(
-                svc.gate()
-                    .admit(store, &config.quotas, tenant, n as u64)
-                    .await?,
-            )
-        };
-        let outcomes = store
-            .submit_batch(items, now_millis())
-            .await
-            .map_err(store_error)?;
-        drop(permit);
+        // A retry of a batch that was accepted inserts nothing and the store charges it
+        // nothing.
+        let outcomes = admit(svc, caller, items).await?;
         if let Some(key) = &self.idempotency_key {
             check_same_batch(store, tenant, key, &outcomes).await?;
         }
@@ -194,6 +163,28 @@ impl Command for SubmitBatch {
                 ids.join(",")
             )),
         }
+    }
+}
+
+/// Inserts `items` if the caller's quotas admit them (checked by the store, in the inserting
+/// transaction).
+async fn admit(
+    svc: &Service,
+    caller: &Caller,
+    items: Vec<NewEvaluation>,
+) -> Result<Vec<SubmitOutcome>, ApiError> {
+    let quotas = &svc.config().quotas;
+    let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let admission = quota::admission(quotas, &caller.tenant, &caller.key_id);
+    match svc.store().admit(items, &admission, now_millis()).await {
+        Ok(outcomes) => Ok(outcomes),
+        Err(StoreError::Refused(r)) => Err(quota::refusal_error(
+            r,
+            quotas.for_tenant(&caller.tenant),
+            &caller.tenant,
+            n,
+        )),
+        Err(e) => Err(store_error(e)),
     }
 }
 
