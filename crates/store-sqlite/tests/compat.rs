@@ -409,7 +409,7 @@ async fn a_database_of_the_previous_version_loads_and_works_on() {
         "gapless across the upgrade"
     );
 
-    // Migration 0004 is recorded once; opening again applies nothing.
+    // Migrations 0004 and 0005 are recorded once; opening again applies nothing.
     store.close().await;
     let store = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(
@@ -418,7 +418,13 @@ async fn a_database_of_the_previous_version_loads_and_works_on() {
             "SELECT description FROM _sqlx_migrations ORDER BY version"
         )
         .await,
-        ["initial", "fair claim", "audit", "output once"]
+        [
+            "initial",
+            "fair claim",
+            "audit",
+            "output once",
+            "admission and retention"
+        ]
     );
     assert_eq!(
         store.output("e-done").await.expect("output").stderr,
