@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use assay_api::time::{parse_time, rfc3339};
+use assay_blob::BlobUrl;
 use assay_domain::{EvaluationStatus, LimitOverrides, Role, parse_duration, parse_size};
 use assay_sandbox::{EngineConfig, Environment, RuntimeChoice};
 use assay_store::{StoreUrl, now_millis};
@@ -97,6 +98,12 @@ pub struct StoreArgs {
     /// sqlite://<data>/assay.db].
     #[arg(long, value_name = "URL", env = "ASSAY_STORE", value_parser = store_url_arg)]
     pub store: Option<StoreUrl>,
+    /// The blob store for whole output streams, as a URL: file:///DIR or
+    /// s3://BUCKET[/PREFIX] (endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, each secret also as *_FILE)
+    /// [default: file://<data>/blobs].
+    #[arg(long, value_name = "URL", env = "ASSAY_BLOB", value_parser = blob_url_arg)]
+    pub blob: Option<BlobUrl>,
 }
 
 impl StoreArgs {
@@ -106,6 +113,21 @@ impl StoreArgs {
             .clone()
             .unwrap_or_else(|| StoreUrl::default_for(&self.data))
     }
+
+    /// `--blob`, else the data folder's `blobs` directory (made absolute).
+    pub fn blob_url(&self) -> Result<BlobUrl> {
+        if let Some(url) = &self.blob {
+            return Ok(url.clone());
+        }
+        let data = std::path::absolute(&self.data)
+            .with_context(|| format!("resolving {}", self.data.display()))?;
+        BlobUrl::file(&data.join("blobs")).with_context(|| format!("{}", data.display()))
+    }
+}
+
+/// `--blob`: every node of an installation must name the same blob store.
+pub fn blob_url_arg(s: &str) -> Result<BlobUrl, String> {
+    BlobUrl::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn store_url_arg(s: &str) -> Result<StoreUrl, String> {

@@ -3,6 +3,7 @@
 //! accepts the same URLs and says the same things about them.
 
 use anyhow::{Context, Result, bail};
+use assay_blob::{BlobUrl, Blobs};
 use assay_store::bus::LocalBus;
 use assay_store::{Store, StoreUrl};
 use assay_store_postgres::{PgOptions, PgStore};
@@ -70,6 +71,14 @@ async fn open_backend(url: &StoreUrl) -> Result<Backend> {
             Ok(Backend::Postgres(Box::new(store)))
         }
     }
+}
+
+/// Opens the blob store (`file://` creates its directory; `s3://` reads its endpoint, region and
+/// credentials from the environment, and is first contacted by the first write or read).
+pub async fn open_blobs(url: &BlobUrl) -> Result<Blobs> {
+    Blobs::open_env(url)
+        .await
+        .with_context(|| format!("opening the blob store {url}"))
 }
 
 /// Opens a store that must already hold Assay's data: offline tools (key recovery, the audit

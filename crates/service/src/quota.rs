@@ -151,9 +151,20 @@ mod tests {
         );
         assert_eq!((e.status(), e.code), (503, ErrorCode::QueueFull));
         assert!(e.details.is_none(), "no counts of other tenants");
-        // No rate: no limit and no charge.
-        let free = TenantQuota::default();
-        assert!(admission(&QuotaPolicy::default(), "t", "k").rate.is_none());
-        check_burst(&free, 1000).unwrap();
+        // The default rate is charged to the key's own bucket.
+        let charge = admission(&QuotaPolicy::default(), "t", "k").rate.unwrap();
+        assert_eq!(charge.bucket, "k");
+        // No rate (0): no limit and no charge.
+        let free = TenantQuota {
+            rate_per_minute: 0,
+            burst: 0,
+            ..TenantQuota::default()
+        };
+        let policy = QuotaPolicy {
+            default: free.clone(),
+            ..QuotaPolicy::default()
+        };
+        assert!(admission(&policy, "t", "k").rate.is_none());
+        check_burst(&free, 100_000).unwrap();
     }
 }

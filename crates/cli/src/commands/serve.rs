@@ -37,6 +37,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     };
     let bus = LocalBus::new();
     let store = crate::store::open_node(&a.node.store.url(), &bus).await?;
+    let blobs = crate::store::open_blobs(&a.node.store.blob_url()?).await?;
     let data = &a.node.store.data;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     if let Some(key) = &settings.admin.key {
@@ -68,7 +69,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         .worker
         .start(
             store.clone(),
-            None,
+            Some(blobs.clone()),
             bus.clone(),
             &settings,
             shutdown.clone(),

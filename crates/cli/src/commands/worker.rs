@@ -18,10 +18,11 @@ pub async fn run(a: WorkerCommandArgs) -> Result<()> {
     let settings = a.node.settings()?;
     let bus = LocalBus::new();
     let store = crate::store::open_node(&a.node.store.url(), &bus).await?;
+    let blobs = crate::store::open_blobs(&a.node.store.blob_url()?).await?;
     let shutdown = CancellationToken::new();
     let task = a
         .worker
-        .start(store, None, bus, &settings, shutdown.clone())
+        .start(store, Some(blobs), bus, &settings, shutdown.clone())
         .await?
         .context("--slots 0: nothing to do")?;
     let stop = shutdown.clone();

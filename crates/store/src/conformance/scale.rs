@@ -2,7 +2,9 @@
 //! store (exact across processes), output blobs published by the fenced finish, retention, and
 //! copying a whole installation (export, import, audit import).
 
-use super::{LEASE, T0, audit_entry, claim, get, new_eval, policy, run_result, submit, with_key};
+use super::support::{
+    LEASE, T0, audit_entry, claim, filter, get, new_eval, policy, run_result, submit, with_key,
+};
 use crate::audit::GENESIS_HASH;
 use crate::{
     Admission, ApiKey, AuditFilter, AuditOutcome, BlobRef, RateCharge, Refusal, RunRecord, Store,
@@ -389,7 +391,7 @@ pub async fn export_import_copies_everything<S: Store + ?Sized>(a: &S, b: &S) {
     assert!(vb.broken.is_none(), "{vb:?}");
     assert_eq!((va.entries, &va.head_hash), (vb.entries, &vb.head_hash));
     assert_ne!(vb.head_hash, GENESIS_HASH);
-    let everything = super::filter();
+    let everything = filter();
     assert_eq!(
         a.list(&everything).await.expect("list a").items,
         b.list(&everything).await.expect("list b").items,
@@ -413,7 +415,7 @@ pub async fn export_import_copies_everything<S: Store + ?Sized>(a: &S, b: &S) {
             .map(|e| e.id),
         Some(done.clone())
     );
-    let mut by_label = super::filter();
+    let mut by_label = filter();
     by_label.label = Some(("run".into(), "r3".into()));
     assert_eq!(b.list(&by_label).await.expect("label").items.len(), 1);
     // The copy works on: the held lease is still fenced, queued work is claimable, events go on.
