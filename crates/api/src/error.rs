@@ -68,6 +68,9 @@ error_codes! {
     Conflict = ("conflict", 409),
     /// The evaluation already ended.
     AlreadyFinished = ("already_finished", 409),
+    /// The evaluation has not ended yet (its whole output exists once it has; follow it live
+    /// on `/events`).
+    NotFinished = ("not_finished", 409),
     /// The `Idempotency-Key` was used for a different request.
     IdempotencyConflict = ("idempotency_conflict", 409),
     /// The body is larger than the server accepts.
@@ -90,6 +93,8 @@ error_codes! {
     /// A limit of zero or otherwise unusable.
     InvalidLimit = ("invalid_limit", 422),
     StdinTooLarge = ("stdin_too_large", 422),
+    /// The `Range` asks for bytes the output does not have (`Content-Range: bytes */SIZE`).
+    RangeNotSatisfiable = ("range_not_satisfiable", 416),
     InvalidPriority = ("invalid_priority", 422),
     InvalidLabels = ("invalid_labels", 422),
     InvalidTenant = ("invalid_tenant", 422),

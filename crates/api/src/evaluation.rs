@@ -126,11 +126,28 @@ pub struct RunResultView {
     pub wall_ms: u64,
     pub cpu_ms: u64,
     pub peak_memory_bytes: u64,
-    /// Captured stdout (at most the output limit; invalid UTF-8 replaced with U+FFFD).
+    /// Captured stdout (at most the output limit; invalid UTF-8 replaced with U+FFFD). When
+    /// `stdout_partial`, only the stream's first 64 KiB: the whole stream is at
+    /// `GET /v1/evaluations/{id}/output/stdout`.
     pub stdout: String,
+    /// Captured stderr, as `stdout`.
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// Bytes of stdout the run kept (under the output limit), however many `stdout` shows.
+    /// Absent on evaluations finished before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_bytes: Option<u64>,
+    /// Bytes of stderr the run kept, as `stdout_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_bytes: Option<u64>,
+    /// `stdout` is a preview (the first 64 KiB, or the stream was not UTF-8): the whole
+    /// stream, byte for byte, is at `GET /v1/evaluations/{id}/output/stdout`.
+    #[serde(default)]
+    pub stdout_partial: bool,
+    /// `stderr` is a preview, as `stdout_partial`.
+    #[serde(default)]
+    pub stderr_partial: bool,
     /// The OCI runtime that ran the program (`runc`, `crun`, `runsc`).
     pub runtime: String,
     /// For `errored` runs: what went wrong in the platform.
@@ -147,6 +164,10 @@ impl From<RunResult> for RunResultView {
             wall_ms: r.wall_ms,
             cpu_ms: r.cpu_ms,
             peak_memory_bytes: r.peak_memory_bytes,
+            stdout_bytes: Some(r.stdout.len() as u64),
+            stderr_bytes: Some(r.stderr.len() as u64),
+            stdout_partial: false,
+            stderr_partial: false,
             stdout: r.stdout,
             stderr: r.stderr,
             stdout_truncated: r.stdout_truncated,

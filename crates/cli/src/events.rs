@@ -30,6 +30,9 @@ pub struct StreamOutcome {
     pub result: Option<EvaluationView>,
     /// Whether any output event arrived.
     pub saw_output: bool,
+    /// Bytes of stdout and stderr the events of the last attempt carried: where the rest of
+    /// a stream the events showed only the start of begins.
+    pub shown: [u64; 2],
 }
 
 /// Reads the stream of evaluation `id`, writing output chunks as they come (unless `print` is
@@ -111,12 +114,14 @@ pub async fn follow(api: &Api, id: &str, mode: StreamMode, print: bool) -> Resul
             match parsed {
                 Some(StreamEvent::Stdout(text)) => {
                     outcome.saw_output = true;
+                    outcome.shown[0] += text.len() as u64;
                     if print {
                         out_write(text.as_bytes())?;
                     }
                 }
                 Some(StreamEvent::Stderr(text)) => {
                     outcome.saw_output = true;
+                    outcome.shown[1] += text.len() as u64;
                     if print {
                         err_write(text.as_bytes())?;
                     }
@@ -128,6 +133,10 @@ pub async fn follow(api: &Api, id: &str, mode: StreamMode, print: bool) -> Resul
                             s.attempt
                         );
                         err_write(note.as_bytes())?;
+                    }
+                    if s.attempt > attempt_seen {
+                        // A new attempt's output starts from the beginning.
+                        outcome.shown = [0, 0];
                     }
                     attempt_seen = attempt_seen.max(s.attempt);
                 }

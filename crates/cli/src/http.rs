@@ -50,7 +50,7 @@ impl ApiFailure {
         }
     }
 
-    fn from_reqwest(url: &str, e: &reqwest::Error) -> ApiFailure {
+    pub(crate) fn from_reqwest(url: &str, e: &reqwest::Error) -> ApiFailure {
         ApiFailure::Connection {
             url: url.to_string(),
             reason: root_cause(e),

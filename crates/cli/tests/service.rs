@@ -735,14 +735,32 @@ async fn many_small_writes_are_streamed_completely_and_in_order() {
     assert_eq!(ev["status"], "succeeded", "{ev}");
     let id = ev["id"].as_str().unwrap();
     let expected: String = (0..20000).map(|i| format!("{i}\n")).collect();
-    assert_eq!(ev["result"]["stdout"].as_str().unwrap(), expected);
+    // 108,890 bytes: the evaluation and its live stream carry the first 64 KiB, in order; the
+    // output endpoint the whole stream.
+    let preview = &expected[..64 * 1024];
+    assert_eq!(ev["result"]["stdout"].as_str().unwrap(), preview);
+    assert_eq!(ev["result"]["stdout_partial"], true, "{}", ev["result"]);
+    assert_eq!(ev["result"]["stdout_bytes"], expected.len());
     let evs = s.events(&c, id, None).await;
     let streamed: String = evs
         .iter()
         .filter(|e| e.1 == "stdout")
         .map(|e| serde_json::from_str::<String>(&e.2).unwrap())
         .collect();
-    assert_eq!(streamed, expected);
+    assert_eq!(streamed, preview);
+    let whole = s
+        .req(
+            &c,
+            reqwest::Method::GET,
+            &format!("/v1/evaluations/{id}/output/stdout"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(whole, expected);
     let chunks = evs.iter().filter(|e| e.1 == "stdout").count();
     assert!(
         chunks < 20000,

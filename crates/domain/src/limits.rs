@@ -107,7 +107,7 @@ impl Default for LimitPolicy {
                 cpu_time_ms: 300_000,
                 memory_bytes: 4 << 30,
                 pids: 1024,
-                output_bytes: 64 << 20,
+                output_bytes: 256 << 20,
                 tmpfs_bytes: 1 << 30,
                 open_files: 4096,
                 file_size_bytes: 1 << 30,

@@ -4,7 +4,7 @@
 //! render the outcome; every route is in one table ([`routes`]). Around them: request ids and
 //! spans ([`request`]), authentication ([`auth`]: API keys through the service, JWTs of one
 //! configured issuer through [`jwt`]), security headers and CORS ([`http`]), Server-Sent Events
-//! ([`sse`]), the OpenAPI document ([`openapi`]).
+//! ([`sse`]), whole output streams with byte ranges ([`output`]), the OpenAPI document ([`openapi`]).
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -16,6 +16,7 @@ pub mod http;
 pub mod jwt;
 mod keys;
 pub mod openapi;
+mod output;
 pub mod request;
 pub mod routes;
 pub mod settings;

@@ -1,7 +1,7 @@
 //! The OpenAPI document (committed as `docs/openapi.json`; a test fails when it drifts): the
 //! operations are declared on their handlers, every schema comes from `assay-api`.
 
-use crate::{evaluations, health, keys};
+use crate::{evaluations, health, keys, output};
 use assay_api::audit::{AuditEntryView, AuditPage};
 use assay_api::evaluation::{
     BatchRequest, BatchResponse, EvaluationPage, EvaluationSummary, EvaluationView, LimitsView,
@@ -20,7 +20,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 #[openapi(
     info(title = "Assay API", description = "Run untrusted code in single-use sandboxes.", version = "1"),
     paths(evaluations::submit, evaluations::submit_batch, evaluations::list, evaluations::get_one,
-        evaluations::cancel, evaluations::events, evaluations::requeue, evaluations::queue,
+        evaluations::cancel, evaluations::events, output::get_output, evaluations::requeue, evaluations::queue,
         evaluations::dead_letters, keys::create_key, keys::list_keys, keys::revoke_key, keys::me,
         keys::audit, health::healthz, health::readyz),
     components(schemas(ErrorBody, ErrorInfo, ErrorCode, SubmitRequest, BatchRequest,

@@ -5,7 +5,7 @@
 use crate::auth::authenticate;
 use crate::error::HttpError;
 use crate::state::AppState;
-use crate::{evaluations, health, keys, openapi};
+use crate::{evaluations, health, keys, openapi, output};
 use assay_api::{ApiError, MAX_BODY_BYTES};
 use assay_service::Action;
 use assay_service::Command;
@@ -87,6 +87,11 @@ pub fn v1() -> Vec<Route> {
             Action::EvaluationEvents,
             "/evaluations/{id}/events",
             get(evaluations::events),
+        ),
+        read(
+            Action::EvaluationOutput,
+            "/evaluations/{id}/output/{stream}",
+            get(output::get_output),
         ),
         read(Action::QueueGet, "/queue", get(evaluations::queue)),
         read(

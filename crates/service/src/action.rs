@@ -15,6 +15,7 @@ pub enum Action {
     EvaluationList,
     EvaluationGet,
     EvaluationEvents,
+    EvaluationOutput,
     QueueGet,
     DeadLetterList,
     KeyList,
@@ -25,7 +26,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::EvaluationSubmit,
         Action::EvaluationBatch,
         Action::EvaluationCancel,
@@ -35,6 +36,7 @@ impl Action {
         Action::EvaluationList,
         Action::EvaluationGet,
         Action::EvaluationEvents,
+        Action::EvaluationOutput,
         Action::QueueGet,
         Action::DeadLetterList,
         Action::KeyList,
@@ -54,6 +56,7 @@ impl Action {
             Action::EvaluationList => "evaluation.list",
             Action::EvaluationGet => "evaluation.get",
             Action::EvaluationEvents => "evaluation.events",
+            Action::EvaluationOutput => "evaluation.output",
             Action::QueueGet => "queue.get",
             Action::DeadLetterList => "dead_letter.list",
             Action::KeyList => "key.list",

@@ -18,6 +18,7 @@ mod caller;
 pub mod commands;
 mod error;
 pub mod keys;
+pub mod output;
 pub mod queries;
 pub mod quota;
 mod service;

@@ -20,7 +20,12 @@ const WORKER_STALE_MS: i64 = 30_000;
 
 impl Service {
     /// The caller's role must allow `needed`; a refusal is recorded as `action`.
-    async fn allow(&self, ctx: &Context, action: Action, needed: Role) -> Result<(), ApiError> {
+    pub(crate) async fn allow(
+        &self,
+        ctx: &Context,
+        action: Action,
+        needed: Role,
+    ) -> Result<(), ApiError> {
         if let Err(e) = ctx.caller.require(needed) {
             self.record_failure(&ctx.meta, &ctx.caller, action, None, &e)
                 .await;

@@ -1,5 +1,6 @@
 //! The service value: the store, the in-process bus and the settings.
 
+use assay_blob::Blobs;
 use assay_domain::{LimitPolicy, QuotaPolicy, RetryPolicy};
 use assay_store::Store;
 use assay_store::bus::LocalBus;
@@ -26,13 +27,41 @@ struct Inner {
     store: Arc<dyn Store>,
     bus: LocalBus,
     config: ServiceConfig,
+    /// Where whole output streams are (when they outgrew the preview kept in the store).
+    blobs: Option<Blobs>,
 }
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, bus: LocalBus, config: ServiceConfig) -> Service {
         Service {
-            inner: Arc::new(Inner { store, bus, config }),
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                config,
+                blobs: None,
+            }),
         }
+    }
+
+    /// The service reading whole output streams from `blobs` (the store the workers write to).
+    pub fn with_blobs(
+        store: Arc<dyn Store>,
+        bus: LocalBus,
+        config: ServiceConfig,
+        blobs: Blobs,
+    ) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                config,
+                blobs: Some(blobs),
+            }),
+        }
+    }
+
+    pub(crate) fn blobs(&self) -> Option<&Blobs> {
+        self.inner.blobs.as_ref()
     }
 
     pub(crate) fn store(&self) -> &dyn Store {

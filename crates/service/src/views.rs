@@ -28,13 +28,22 @@ pub fn evaluation(e: &Evaluation, output: Output) -> EvaluationView {
         created_at: rfc3339(e.created_at),
         started_at: e.started_at.map(rfc3339),
         finished_at: e.finished_at.map(rfc3339),
-        result: e
-            .result
-            .as_ref()
-            .map(|r| RunResultView::from(r.with_output(output))),
+        result: e.result.as_ref().map(|r| result(r, output)),
         error: e.error.clone(),
         worker_id: e.worker_id.clone(),
         cancel_requested: e.cancel_requested,
+    }
+}
+
+/// A run's result with the output the event log holds: all of each stream, or its preview when
+/// the whole stream is in the blob store.
+fn result(r: &RunRecord, output: Output) -> RunResultView {
+    RunResultView {
+        stdout_bytes: r.stdout_bytes,
+        stderr_bytes: r.stderr_bytes,
+        stdout_partial: r.stdout_blob.is_some(),
+        stderr_partial: r.stderr_blob.is_some(),
+        ..RunResultView::from(r.with_output(output))
     }
 }
 

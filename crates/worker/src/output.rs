@@ -202,7 +202,14 @@ pub async fn forward(
     let mut outputs = Outputs::default();
     for stream in [OutputStream::Stdout, OutputStream::Stderr] {
         let sink = &mut sinks[index(stream)];
-        let rest = sink.utf8.finish();
+        // A stream that went to the blob store: its preview ends at its last whole character
+        // (the bytes of a character cut by the preview's end are in the blob), so that the
+        // preview's length is where the rest of the stream begins.
+        let rest = if sink.writer.is_some() {
+            String::new()
+        } else {
+            sink.utf8.finish()
+        };
         if !rest.is_empty() {
             match append(stream, rest).await {
                 Ok(_) => bus.publish_events(&id),

@@ -1,12 +1,14 @@
 //! The worker's own logic, without root: a scripted fake sandbox (its programs are scripts, see
 //! `assay_sandbox::fake`) and an in-memory store. Covered: a run end to end with its output
 //! stored once, output coalescing, cancellation during a run, a lease lost mid-run (the zombie
-//! kills its sandbox and writes nothing more), the hand-back on shutdown, and a platform
-//! failure retried then dead-lettered.
+//! kills its sandbox and writes nothing more), the hand-back on shutdown, a platform
+//! failure retried then dead-lettered, and long or binary streams going whole to a `file://`
+//! blob store while the event log keeps their preview.
 //!
 //! Waiting is on conditions (the in-process bus, re-checking the store), bounded by a deadline;
 //! nothing sleeps for a fixed time to let something happen.
 
+use assay_blob::{BlobUrl, Blobs};
 use assay_domain::{
     EvaluationStatus, Language, LimitPolicy, Program, RetryPolicy, RunStatus, Submission,
 };
@@ -42,16 +44,23 @@ fn config(retry: RetryPolicy) -> WorkerConfig {
 }
 
 async fn rig(retry: RetryPolicy) -> Rig {
+    rig_with(retry, None).await
+}
+
+async fn rig_with(retry: RetryPolicy, blobs: Option<Blobs>) -> Rig {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
     let bus = LocalBus::new();
     let sandbox = ScriptedSandbox::default();
     let shutdown = CancellationToken::new();
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         store.clone(),
         Arc::new(sandbox.clone()),
         bus.clone(),
         config(retry),
     );
+    if let Some(blobs) = blobs {
+        worker = worker.with_blobs(blobs);
+    }
     let worker = tokio::spawn(worker.run(shutdown.clone()));
     Rig {
         store,
@@ -333,5 +342,70 @@ async fn a_platform_failure_is_retried_then_dead_lettered() {
         )
         .await;
     assert!(matches!(lost, Err(StoreError::LeaseLost(_))));
+    r.stop().await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_and_binary_streams_go_whole_to_the_blob_store_with_a_preview_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open_env(&BlobUrl::file(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let r = rig_with(fast_retries(), Some(blobs.clone())).await;
+    // 64 KiB − 1 bytes, then a two-byte character across the preview's end, then more.
+    let script = format!(
+        "out {}\nout \\xc3\\xa9\nrepeat 1000 out yyyyyyyyyy\nerr \\xff\\xfe\nout \\n",
+        "x".repeat(65_535)
+    );
+    let id = r.submit(&script).await;
+    let ev = r.until_status(&id, EvaluationStatus::Succeeded).await;
+    let result = ev.result.expect("a result");
+
+    let mut stdout = vec![b'x'; 65_535];
+    stdout.extend_from_slice("é".as_bytes());
+    stdout.extend_from_slice(&[b'y'; 10_000]);
+    stdout.push(b'\n');
+    let blob = result
+        .stdout_blob
+        .clone()
+        .expect("stdout outgrew the preview");
+    assert_eq!(result.stdout_bytes, Some(stdout.len() as u64));
+    assert_eq!(blob.size, stdout.len() as u64);
+    assert_eq!(blob.sha256, sha256_hex(&stdout));
+    assert!(
+        blob.key.starts_with(&format!("outputs/{id}/1.")) && blob.key.ends_with("/stdout"),
+        "the key names the evaluation and the attempt: {}",
+        blob.key
+    );
+    assert_eq!(blobs.read_all(&blob.key).await.unwrap(), stdout, "whole");
+
+    // The log keeps the preview, ended at its last whole character.
+    let out = r.store.output(&id).await.unwrap();
+    assert_eq!(out.stdout, "x".repeat(65_535));
+
+    // A stream that is not UTF-8 is kept byte for byte, however short.
+    let err_blob = result.stderr_blob.clone().expect("binary stderr");
+    assert_eq!(
+        blobs.read_all(&err_blob.key).await.unwrap(),
+        &[0xff, 0xfe][..]
+    );
+    assert_eq!(out.stderr, "\u{fffd}\u{fffd}", "its preview is readable");
+
+    // A short text stream stays in the log only.
+    let small = r.submit("out hello\\n").await;
+    let ev = r.until_status(&small, EvaluationStatus::Succeeded).await;
+    let result = ev.result.unwrap();
+    assert_eq!((result.stdout_blob, result.stderr_blob), (None, None));
+    let listed = blobs.list("outputs").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "only the two streams that needed it: {listed:?}"
+    );
     r.stop().await;
 }

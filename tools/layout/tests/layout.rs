@@ -78,7 +78,7 @@ fn crate_dependencies_point_one_way() {
         ("assay-store-postgres", &["assay-domain", "assay-store"][..]),
         (
             "assay-service",
-            &["assay-api", "assay-domain", "assay-store"][..],
+            &["assay-api", "assay-blob", "assay-domain", "assay-store"][..],
         ),
         (
             "assay-worker",

@@ -7,7 +7,7 @@ use anyhow::Result;
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
     id: String,
-    /// Print the JSON (the API's evaluation).
+    /// Print the JSON (the API's evaluation, with each output stream whole).
     #[arg(long)]
     json: bool,
 }
@@ -15,7 +15,7 @@ pub struct GetArgs {
 pub async fn run(a: GetArgs, api: &Api) -> Result<u8> {
     let e = api.evaluation(&a.id).await?;
     if a.json {
-        print_json(&e)?;
+        print_json(&crate::output::whole(api, e).await?)?;
     } else {
         out_write(render_evaluation(&e).as_bytes())?;
     }

@@ -1,10 +1,11 @@
 //! `assay logs`: an evaluation's output (stdout to stdout, stderr to stderr), or `-f` until it
-//! ends.
+//! ends. A finished evaluation's streams come whole and byte for byte from the output endpoint;
+//! a live one's from its event stream (the first 64 KiB of each stream), then the rest.
 
 use crate::events::{StreamMode, follow};
 use crate::http::Api;
-use crate::render::{err_write, out_write};
-use anyhow::Result;
+use crate::output::{write_rest, write_streams};
+use anyhow::{Result, anyhow};
 use std::time::Duration;
 
 /// Without `--follow` on a live evaluation: the history is over once the stream has been quiet
@@ -20,25 +21,23 @@ pub struct LogsArgs {
 }
 
 pub async fn run(a: LogsArgs, api: &Api) -> Result<u8> {
-    if a.follow {
-        follow(api, &a.id, StreamMode::UntilResult, true).await?;
+    if !a.follow {
+        let e = api.evaluation(&a.id).await?;
+        if e.status.is_terminal() {
+            write_streams(api, &a.id, [0, 0]).await?;
+            return Ok(0);
+        }
+        // Live: what it wrote so far (the start of each stream), until the stream is quiet.
+        let outcome = follow(api, &a.id, StreamMode::UntilIdle(LOGS_IDLE), true).await?;
+        if let Some(done) = &outcome.result {
+            write_rest(api, done, outcome.shown).await?;
+        }
         return Ok(0);
     }
-    let e = api.evaluation(&a.id).await?;
-    let terminal = e.status.is_terminal();
-    let mode = if terminal {
-        StreamMode::UntilResult
-    } else {
-        StreamMode::UntilIdle(LOGS_IDLE)
-    };
-    let outcome = follow(api, &a.id, mode, true).await?;
-    if terminal && !outcome.saw_output {
-        // A server that keeps no event history: the result still has the output.
-        let last = outcome.result.unwrap_or(e);
-        if let Some(r) = &last.result {
-            out_write(r.stdout.as_bytes())?;
-            err_write(r.stderr.as_bytes())?;
-        }
-    }
+    let outcome = follow(api, &a.id, StreamMode::UntilResult, true).await?;
+    let done = outcome
+        .result
+        .ok_or_else(|| anyhow!("the event stream ended without a result"))?;
+    write_rest(api, &done, outcome.shown).await?;
     Ok(0)
 }

@@ -3,6 +3,7 @@
 use crate::args::{LimitArgs, label_arg};
 use crate::events::{StreamMode, follow};
 use crate::http::{Api, REQUEST_TIMEOUT};
+use crate::output::{whole, write_rest, write_streams};
 use crate::program::{SubmitOptions, build_submission};
 use crate::render::{exit_code_for, out_write, print_json, print_result};
 use anyhow::{Result, anyhow};
@@ -70,15 +71,24 @@ pub async fn run(a: SubmitArgs, api: &Api) -> Result<u8> {
     let e = if a.wait {
         wait_finished(api, e).await?
     } else {
-        follow(api, &e.id, StreamMode::UntilResult, !a.json)
-            .await?
+        let outcome = follow(api, &e.id, StreamMode::UntilResult, !a.json).await?;
+        let e = outcome
             .result
-            .ok_or_else(|| anyhow!("the event stream ended without a result"))?
+            .ok_or_else(|| anyhow!("the event stream ended without a result"))?;
+        if !a.json {
+            // The live events carry the start of a long stream; the rest comes whole.
+            write_rest(api, &e, outcome.shown).await?;
+        }
+        e
     };
     if a.json {
-        print_json(&e)?;
+        print_json(&whole(api, e.clone()).await?)?;
+    } else if a.wait {
+        // The output whole, byte for byte, then the summary.
+        write_streams(api, &e.id, [0, 0]).await?;
+        print_result(&e, false)?;
     } else {
-        print_result(&e, a.wait)?;
+        print_result(&e, false)?;
     }
     Ok(exit_code_for(e.status))
 }
