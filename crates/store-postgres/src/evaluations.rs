@@ -272,10 +272,12 @@ pub(crate) async fn get(store: &PgStore, id: &str) -> Result<Option<Evaluation>>
 /// The output columns of one evaluation `e`: each stream's events concatenated in order.
 macro_rules! output_cols {
     () => {
+        // Only the current attempt's: after the last `queued` or `running` status event
+        // (`Store::output`).
         "(SELECT string_agg(v.data, '' ORDER BY v.seq) FROM events v \
-           WHERE v.evaluation_id = e.id AND v.kind = 'stdout') AS out_stdout, \
+           WHERE v.evaluation_id = e.id AND v.kind = 'stdout' AND v.seq > a.start) AS out_stdout, \
          (SELECT string_agg(v.data, '' ORDER BY v.seq) FROM events v \
-           WHERE v.evaluation_id = e.id AND v.kind = 'stderr') AS out_stderr"
+           WHERE v.evaluation_id = e.id AND v.kind = 'stderr' AND v.seq > a.start) AS out_stderr"
     };
 }
 
@@ -305,7 +307,9 @@ pub(crate) async fn get_with_output(
         evaluation_cols!(),
         ", ",
         output_cols!(),
-        " FROM evaluations e WHERE e.id = $1"
+        " FROM evaluations e, LATERAL (SELECT coalesce(max(s.seq), 0) AS start FROM events s \
+           WHERE s.evaluation_id = e.id AND s.kind = 'status' \
+           AND (s.data::jsonb ->> 'status') IN ('queued', 'running')) a WHERE e.id = $1"
     ))
     .bind(id)
     .fetch_optional(&store.pool)
@@ -321,7 +325,9 @@ pub(crate) async fn output(store: &PgStore, id: &str) -> Result<Output> {
     let row = sqlx::query(concat!(
         "SELECT ",
         output_cols!(),
-        " FROM evaluations e WHERE e.id = $1"
+        " FROM evaluations e, LATERAL (SELECT coalesce(max(s.seq), 0) AS start FROM events s \
+           WHERE s.evaluation_id = e.id AND s.kind = 'status' \
+           AND (s.data::jsonb ->> 'status') IN ('queued', 'running')) a WHERE e.id = $1"
     ))
     .bind(id)
     .fetch_optional(&store.pool)

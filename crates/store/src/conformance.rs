@@ -154,6 +154,7 @@ macro_rules! conformance_tests {
             admit_rate_is_one_bucket_per_key
             finish_record_publishes_blobs_only_when_fenced
             delete_finished_removes_old_terminal_evaluations_only
+            output_is_the_last_attempts
         );
     };
     (@list [test $fixture:path] $m:tt $($name:ident)*) => {

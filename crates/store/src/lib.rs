@@ -267,8 +267,9 @@ pub trait Store: Send + Sync + 'static {
     /// The evaluation `tenant` created with idempotency key `key`, if any.
     async fn find_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<Evaluation>>;
 
-    /// The output so far: every `stdout` and `stderr` event, concatenated in order. `NotFound`
-    /// for an unknown id.
+    /// The output so far of the current (or last) attempt: its `stdout` and `stderr` events,
+    /// concatenated in order (those after the last `queued` or `running` status event; earlier
+    /// attempts' output stays in the event log only). `NotFound` for an unknown id.
     async fn output(&self, id: &str) -> Result<Output>;
 
     /// `get` and `output` together (what the API shows of one evaluation). A backend may

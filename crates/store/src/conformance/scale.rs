@@ -435,3 +435,74 @@ pub async fn export_import_copies_everything<S: Store + ?Sized>(a: &S, b: &S) {
     let again = a.export_evaluations(None, 100).await.expect("export");
     assert!(b.import_evaluations(again.items).await.is_err());
 }
+
+/// An evaluation's output is its last attempt's: what an attempt that lost its lease (or failed
+/// in the platform) wrote stays in the event log's history, not in the output, so the output
+/// always belongs to the result beside it.
+pub async fn output_is_the_last_attempts<S: Store + ?Sized>(s: &S) {
+    let p = policy();
+    let id = submit(s, new_eval("t", 0), T0).await;
+    let first = claim(s, "w1", T0).await;
+    s.append_output(&id, &first.token, OutputStream::Stdout, "first ", T0 + 1)
+        .await
+        .expect("append");
+    s.append_output(&id, &first.token, OutputStream::Stderr, "oops", T0 + 2)
+        .await
+        .expect("append");
+    let t = T0 + LEASE.as_millis() as i64 + 1;
+    assert_eq!(s.reap_expired(&p, t).await.expect("reap"), 1);
+    let e = s.get(&id).await.expect("get").expect("exists");
+    assert_eq!(e.status, EvaluationStatus::Queued);
+    let out = s.output(&id).await.expect("output");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("", ""),
+        "queued again: no attempt's output yet"
+    );
+
+    let second = claim(s, "w2", crate::after(t, p.backoff(1))).await;
+    assert_eq!(second.attempt, 2);
+    s.append_output(
+        &id,
+        &second.token,
+        OutputStream::Stdout,
+        "second",
+        t + 5_000,
+    )
+    .await
+    .expect("append");
+    s.finish(
+        &id,
+        &second.token,
+        &run_result(RunStatus::Succeeded),
+        &p,
+        t + 6_000,
+    )
+    .await
+    .expect("finish");
+    let out = s.output(&id).await.expect("output");
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("second", ""));
+    let (_, with) = s
+        .get_with_output(&id)
+        .await
+        .expect("get_with_output")
+        .expect("exists");
+    assert_eq!(with, out, "get_with_output agrees");
+    let history = get_events(s, &id).await;
+    let written: Vec<&str> = history
+        .iter()
+        .filter_map(|e| match &e.payload {
+            crate::EventPayload::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        written,
+        ["first ", "oops", "second"],
+        "the history keeps all"
+    );
+}
+
+async fn get_events<S: Store + ?Sized>(s: &S, id: &str) -> Vec<crate::Event> {
+    s.events(id, 0, 10_000).await.expect("events")
+}
