@@ -25,6 +25,7 @@ pub struct ServeArgs {
 
 pub async fn run(a: ServeArgs) -> Result<()> {
     let settings = Arc::new(a.node.settings()?);
+    let retention = crate::server_settings::load_all(a.node.config.as_deref())?.retention;
     assay_server::http::check(&settings.http)?;
     let jwt = match &settings.jwt {
         Some(j) => {
@@ -59,10 +60,21 @@ pub async fn run(a: ServeArgs) -> Result<()> {
             path.display()
         ),
         None if settings.admin.key.is_some() => {}
-        None => eprintln!(
-            "assay: API keys exist; the first admin key was written to {} on first start",
-            data.join("admin.key").display()
-        ),
+        None => {
+            let here = data.join("admin.key");
+            if here.is_file() {
+                eprintln!(
+                    "assay: API keys exist; the first admin key was written to {} on first start",
+                    here.display()
+                );
+            } else {
+                eprintln!(
+                    "assay: API keys exist in the store; the first admin key is in the data folder \
+                     of the server that started first (admin.key), or make one with \
+                     `assay admin create-key`"
+                );
+            }
+        }
     }
     let shutdown = CancellationToken::new();
     let workers = a
@@ -75,13 +87,16 @@ pub async fn run(a: ServeArgs) -> Result<()> {
             shutdown.clone(),
         )
         .await?;
+    let sweeper = retention.map(|policy| {
+        crate::retention::start(store.clone(), blobs.clone(), policy, shutdown.clone())
+    });
     let config = ServiceConfig {
         limits: LimitPolicy::default(),
         retry: a.worker.retry(),
         quotas: settings.quotas.clone(),
     };
     let state = AppState {
-        service: Service::new(store, bus, config),
+        service: Service::with_blobs(store, bus, config, blobs),
         settings,
         jwt,
     };
@@ -110,6 +125,9 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     .await?;
     shutdown.cancel();
     if let Some(t) = workers {
+        let _ = t.await;
+    }
+    if let Some(t) = sweeper {
         let _ = t.await;
     }
     Ok(())
