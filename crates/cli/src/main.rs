@@ -2,21 +2,25 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit_chain;
 mod client_settings;
 mod commands;
 mod config;
 mod events;
 mod http;
 mod node;
+mod output;
 mod program;
 mod render;
+mod retention;
 mod server_settings;
 mod store;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use commands::{
-    admin, audit, batch, cancel, doctor, get, keys, list, logs, openapi, run, serve, submit, worker,
+    admin, audit, batch, cancel, doctor, gc, get, keys, list, logs, openapi, run, serve,
+    store_copy, submit, worker,
 };
 use std::process::ExitCode;
 
@@ -49,6 +53,13 @@ enum Command {
     /// The audit log: verify its hash chain (offline), export it as JSON Lines.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Move an installation to another store (e.g. from SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Store(store_copy::StoreCommand),
+    /// Delete evaluations that finished longer ago than --older-than, with their events and
+    /// output blobs (the audit log is kept). `assay serve` can do it on a schedule: see
+    /// `[retention]` in docs/configuration.md.
+    Gc(gc::GcArgs),
     /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
     Openapi,
     /// Check that this host can run sandboxes, and say what to fix.
@@ -118,6 +129,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Admin(c) => admin::run(c).await.map(done),
         Command::Audit(c) => audit::run(c, &cli.conn).await,
+        Command::Store(c) => store_copy::run(c).await.map(done),
+        Command::Gc(a) => gc::run(a).await.map(done),
         Command::Openapi => {
             openapi::run();
             Ok(ExitCode::SUCCESS)
@@ -150,6 +163,27 @@ mod tests {
             parse(&["serve", "--config", "s.toml"]).command,
             Command::Serve(_)
         ));
+        // Moving and pruning an installation.
+        assert!(matches!(
+            parse(&[
+                "store",
+                "copy",
+                "--from",
+                "sqlite:///a.db",
+                "--to",
+                "postgres://u@h/db"
+            ])
+            .command,
+            Command::Store(_)
+        ));
+        assert!(matches!(
+            parse(&["gc", "--older-than", "30d", "--dry-run"]).command,
+            Command::Gc(_)
+        ));
+        assert!(
+            Cli::try_parse_from(["assay", "gc"]).is_err(),
+            "--older-than is required"
+        );
         // The limit flags of every command that runs programs.
         for cmd in ["run", "submit", "batch"] {
             let cli = Cli::try_parse_from([

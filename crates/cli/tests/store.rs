@@ -1,7 +1,7 @@
 //! `--store URL` (or `ASSAY_STORE`) on every command that opens the store itself: `serve`,
 //! `worker`, `admin create-key`, `audit verify`, `audit export`. A bad URL is refused before
-//! anything starts, PostgreSQL says it is not supported yet, and a SQLite store outside the data
-//! folder works (the data folder keeps the admin key).
+//! anything starts, an unreachable PostgreSQL is a clear error that never shows the password,
+//! and a SQLite store outside the data folder works (the data folder keeps the admin key).
 
 mod common;
 

@@ -7,10 +7,11 @@
 //! the service's own `audit_filter`.
 
 use crate::args::{StoreArgs, rfc3339_arg, store_url_arg};
+use crate::audit_chain;
 use crate::client_settings::Connection;
 use crate::http::{Api, connect, report};
 use crate::render::{out_write, print_json_line};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use assay_api::MAX_PAGE;
 use assay_api::audit::{AuditPage, AuditParams};
 use assay_service::queries::audit_filter;
@@ -111,24 +112,13 @@ pub async fn run(cmd: AuditCommand, conn: &Connection) -> Result<ExitCode> {
 
 async fn verify(url: &StoreUrl, json: bool) -> Result<ExitCode> {
     let store = crate::store::open_existing(url).await?;
-    let v = store.verify_audit().await;
+    let v = audit_chain::verify(store.as_ref()).await;
     store.close().await;
-    let v = v.context("reading the audit log")?;
+    let v = v?;
     if json {
         print_json_line(&v)?;
     } else {
-        let text = match &v.broken {
-            None => format!(
-                "audit log OK: {} entries, chain intact (head: entry {}, hash {})\n",
-                v.entries, v.head_seq, v.head_hash
-            ),
-            Some(b) => format!(
-                "audit log BROKEN at entry {}: {b}\n({} entries before it are intact)\n",
-                b.seq(),
-                v.entries
-            ),
-        };
-        out_write(text.as_bytes())?;
+        out_write(format!("{}\n", audit_chain::describe(&v)).as_bytes())?;
     }
     Ok(if v.broken.is_none() {
         ExitCode::SUCCESS
