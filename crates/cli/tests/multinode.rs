@@ -18,6 +18,7 @@
 mod common;
 
 use assay_blob::testing::S3Server;
+use assay_store_postgres::testing::TestDatabase;
 use futures::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -56,83 +57,16 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: a fresh database, dropped with the value.
 
-/// The server's URL (`ASSAY_TEST_POSTGRES`, as the store's own tests read it).
-fn pg_server_url() -> String {
-    std::env::var("ASSAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+/// A fresh database of the test's PostgreSQL server.
+async fn fresh_database() -> TestDatabase {
+    TestDatabase::create("assay_mn").await
 }
 
-/// `url` with its database replaced by `db`.
-fn pg_with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
-}
-
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Database {
-        let server = pg_server_url();
-        let mut conn = PgConnection::connect(&server).await.unwrap_or_else(|e| {
-            panic!(
-                "the multi-node test needs PostgreSQL: cannot connect to {server} ({e}). Start \
-                 one, or point ASSAY_TEST_POSTGRES at one (postgres://USER@HOST:PORT/DB, trust \
-                 auth)"
-            )
-        });
-        let name = format!("assay_mn_{}", uuid::Uuid::new_v4().simple());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        conn.close().await.ok();
-        Database {
-            url: pg_with_database(&server, &name),
-            name,
-        }
-    }
-
-    async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url))
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Drop cannot await: a thread of its own, with its own runtime.
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&pg_server_url()).await.ok()?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .ok()?;
-                conn.close().await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
+/// A connection to `db`.
+async fn connect(db: &TestDatabase) -> PgConnection {
+    PgConnection::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", db.url))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -965,7 +899,7 @@ async fn most_running_at_once(db: &mut PgConnection, tenant: &str) -> (usize, us
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_apis_three_workers_a_thousand_evaluations_and_kills() {
     let t0 = Instant::now();
-    let db = Database::create().await;
+    let db = fresh_database().await;
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET);
     let s3_env = s3.env();
@@ -1261,7 +1195,7 @@ async fn two_apis_three_workers_a_thousand_evaluations_and_kills() {
 
     // The database agrees: one row per accepted submission (a retried one made none), one
     // `result` event each.
-    let mut pg = db.connect().await;
+    let mut pg = connect(&db).await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM evaluations")
         .fetch_all(&mut pg)
         .await

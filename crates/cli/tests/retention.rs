@@ -14,6 +14,7 @@
 
 mod common;
 
+use assay_store_postgres::testing::TestDatabase;
 use common::{
     ServeOptions, Server, assay_cli, call, client, py, send, serve, serve_refused, serve_with,
     stderr, stdout,
@@ -44,52 +45,19 @@ fn sleeper() -> Value {
 // ---------------------------------------------------------------------------------------------
 // A fresh PostgreSQL database.
 
-fn pg_server_url() -> String {
-    std::env::var("ASSAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
-}
-
-async fn pg_admin() -> sqlx::PgConnection {
-    let url = pg_server_url();
-    sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "these tests need PostgreSQL: cannot connect to {url} ({e}); start one or point \
-             ASSAY_TEST_POSTGRES at one (trust auth)"
-        )
-    })
-}
-
 /// An empty database, dropped with the value.
-struct Database {
-    name: String,
-    url: String,
+struct Database(TestDatabase);
+
+impl std::ops::Deref for Database {
+    type Target = TestDatabase;
+    fn deref(&self) -> &TestDatabase {
+        &self.0
+    }
 }
 
 impl Database {
     async fn create() -> Database {
-        let name = format!("assay_cli_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = pg_admin().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        conn.close().await.ok();
-        Database {
-            url: with_database(&pg_server_url(), &name),
-            name,
-        }
+        Database(TestDatabase::create("assay_cli").await)
     }
 
     /// What the database holds: evaluations by status, keys, and the audit chain's length and
@@ -115,30 +83,6 @@ impl Database {
         assert!(v.broken.is_none(), "{v:?}");
         store.close().await;
         (counts, keys, (v.entries, v.head_seq, v.head_hash))
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Drop cannot await: a thread of its own, best effort (FORCE ends open connections).
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&pg_server_url()).await.ok()?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .ok()?;
-                conn.close().await.ok()
-            })
-        })
-        .join();
     }
 }
 

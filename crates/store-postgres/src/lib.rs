@@ -43,6 +43,8 @@ mod rows;
 #[cfg(feature = "bench")]
 mod seed;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transfer;
 mod transition;
 mod workers;

@@ -406,7 +406,8 @@ async fn errors_say_whether_a_retry_may_help() {
         matches!(&err, StoreError::Unavailable(_)) && err.is_retryable(),
         "{err:?}"
     );
-    let missing = common::with_database(&common::server_url(), "assay_no_such_database");
+    use assay_store_postgres::testing::{server_url, with_database};
+    let missing = with_database(&server_url(), "assay_no_such_database");
     let err = PgStore::open(&missing, PgOptions::default())
         .await
         .expect_err("no such database");

@@ -1,61 +1,27 @@
 //! A fresh PostgreSQL database per test, on the server of `ASSAY_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped when the fixture is. A server that
 //! cannot be reached fails the test with a message saying so: these tests are never skipped.
+use assay_store_postgres::testing::TestDatabase;
 use assay_store_postgres::{Clock, PgOptions, PgStore};
-use sqlx::{Connection, PgConnection};
 use std::ops::Deref;
 
 /// Connections of a test's pool: the suite runs tests in parallel, and the server's
 /// `max_connections` (100 by default) is shared by all of them.
 pub const POOL: u32 = 6;
 
-/// The server's URL (its `postgres` database: where databases are created and dropped).
-pub fn server_url() -> String {
-    std::env::var("ASSAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// `url` with its database replaced by `db`.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
-}
-
-async fn admin() -> PgConnection {
-    let url = server_url();
-    PgConnection::connect(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "the PostgreSQL tests need a server: cannot connect to {url} ({e}). Start one, or \
-             point ASSAY_TEST_POSTGRES at one (postgres://USER@HOST:PORT/DB, trust auth)"
-        )
-    })
-}
-
 /// A new, empty database (no schema yet), dropped with the value.
-pub struct Database {
-    pub name: String,
-    pub url: String,
+pub struct Database(TestDatabase);
+
+impl Deref for Database {
+    type Target = TestDatabase;
+    fn deref(&self) -> &TestDatabase {
+        &self.0
+    }
 }
 
 impl Database {
     pub async fn create() -> Database {
-        let name = format!("assay_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        conn.close().await.ok();
-        Database {
-            url: with_database(&server_url(), &name),
-            name,
-        }
+        Database(TestDatabase::create("assay_t").await)
     }
 
     /// A store on this database.
@@ -70,34 +36,6 @@ impl Database {
         )
         .await
         .unwrap_or_else(|e| panic!("open {}: {e}", self.url))
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Best effort, on a thread of its own (drop cannot await): connections still open are
-        // ended by FORCE.
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&server_url()).await.ok()?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .ok()?;
-                conn.close().await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
     }
 }
 

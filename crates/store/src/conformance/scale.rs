@@ -3,7 +3,8 @@
 //! copying a whole installation (export, import, audit import).
 
 use super::support::{
-    LEASE, T0, audit_entry, claim, filter, get, new_eval, policy, run_result, submit, with_key,
+    LEASE, LEASE_MS, T0, audit_entry, claim, filter, get, new_eval, policy, run_result, submit,
+    with_key,
 };
 use crate::audit::GENESIS_HASH;
 use crate::{
@@ -449,7 +450,7 @@ pub async fn output_is_the_last_attempts<S: Store + ?Sized>(s: &S) {
     s.append_output(&id, &first.token, OutputStream::Stderr, "oops", T0 + 2)
         .await
         .expect("append");
-    let t = T0 + LEASE.as_millis() as i64 + 1;
+    let t = T0 + LEASE_MS + 1;
     assert_eq!(s.reap_expired(&p, t).await.expect("reap"), 1);
     let e = s.get(&id).await.expect("get").expect("exists");
     assert_eq!(e.status, EvaluationStatus::Queued);
