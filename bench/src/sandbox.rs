@@ -236,6 +236,7 @@ fn request(code: &str, limits: Limits) -> RunRequest {
         stdin: vec![],
         limits,
         retain_output: None,
+        output_budget: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub(crate) async fn sandbox_once(
                 stdin: vec![],
                 limits,
                 retain_output: None,
+                output_budget: None,
             },
             None,
             CancellationToken::new(),

@@ -71,6 +71,11 @@ impl Capture {
         false
     }
 
+    /// Bytes sent so far (under the limit).
+    pub(crate) fn sent(&self) -> usize {
+        self.seen
+    }
+
     /// What was kept, as the result reports it.
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.kept).into_owned()

@@ -161,6 +161,7 @@ async fn check_runtime(kind: RuntimeKind, state_dir: &Path) -> Check {
         stdin: vec![],
         limits,
         retain_output: None,
+        output_budget: None,
     };
     let r = engine.run(req, None, Default::default()).await;
     if r.status == RunStatus::Succeeded && r.stdout == "ok\n" {

@@ -8,7 +8,7 @@ use crate::environment::{Environment, write_minimal_etc};
 use crate::error::{SandboxError, state_err};
 use crate::init::find_init;
 use crate::runtime::{Runtime, RuntimeChoice, RuntimeKind};
-use crate::sandbox::{RunEvent, RunRequest, Sandbox};
+use crate::sandbox::{OutputBudget, RunEvent, RunRequest, Sandbox};
 use crate::status::classify;
 use assay_domain::{OutputStream, RunResult, RunStatus};
 use std::collections::BTreeMap;
@@ -25,6 +25,17 @@ use tracing::Instrument;
 
 /// How often a running sandbox's CPU time is checked against its limit (and a pending kill is
 /// repeated until the runtime reports the end).
+/// Bytes of one read of a program's stdout or stderr (and of output budget it takes first).
+const READ_BYTES: usize = 64 * 1024;
+
+/// Waits for one read's worth of output budget (never, without one: that branch is off).
+async fn take_budget(budget: Option<&OutputBudget>) {
+    match budget {
+        Some(b) => b.take(u32::try_from(READ_BYTES).expect("64 KiB")).await,
+        None => std::future::pending().await,
+    }
+}
+
 const TICK: Duration = Duration::from_millis(20);
 
 /// After the runtime exits, output still in the pipes is read until EOF; a pipe held open past
@@ -333,8 +344,12 @@ impl Engine {
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let mut out = Capture::new(OutputStream::Stdout, limits.output_bytes, req.retain_output);
         let mut err = Capture::new(OutputStream::Stderr, limits.output_bytes, req.retain_output);
-        let mut buf_out = vec![0u8; 64 * 1024];
-        let mut buf_err = vec![0u8; 64 * 1024];
+        let mut buf_out = vec![0u8; READ_BYTES];
+        let mut buf_err = vec![0u8; READ_BYTES];
+        // With a budget, each read first takes READ_BYTES of it and gives back what it did not
+        // send; without a receiver there is nobody to give it back, so no budget.
+        let budget = req.output_budget.clone().filter(|_| events.is_some());
+        let (mut out_ready, mut err_ready) = (budget.is_none(), budget.is_none());
 
         let deadline = tokio::time::Instant::from_std(started + limits.wall_time());
         let cpu_limit_ns = limits.cpu_time_ms.saturating_mul(1_000_000);
@@ -357,14 +372,26 @@ impl Engine {
                 }
                 tokio::select! {
                     () = &mut write_stdin, if !stdin_done => stdin_done = true,
-                    r = stdout.read(&mut buf_out), if !out.eof => {
+                    () = take_budget(budget.as_ref()), if !out_ready && !out.eof => out_ready = true,
+                    () = take_budget(budget.as_ref()), if !err_ready && !err.eof => err_ready = true,
+                    r = stdout.read(&mut buf_out), if out_ready && !out.eof => {
+                        let before = out.sent();
                         if out.take(r, &buf_out, &events) {
                             kill.start(RunStatus::OutputExceeded);
                         }
+                        if let Some(b) = &budget {
+                            b.unused(READ_BYTES - (out.sent() - before));
+                            out_ready = false;
+                        }
                     }
-                    r = stderr.read(&mut buf_err), if !err.eof => {
+                    r = stderr.read(&mut buf_err), if err_ready && !err.eof => {
+                        let before = err.sent();
                         if err.take(r, &buf_err, &events) {
                             kill.start(RunStatus::OutputExceeded);
+                        }
+                        if let Some(b) = &budget {
+                            b.unused(READ_BYTES - (err.sent() - before));
+                            err_ready = false;
                         }
                     }
                     status = child.wait(), if exit.is_none() => {

@@ -44,5 +44,5 @@ pub use error::SandboxError;
 pub use fake::ScriptedSandbox;
 pub use init::find_init;
 pub use runtime::{RuntimeChoice, RuntimeKind};
-pub use sandbox::{RunEvent, RunRequest, Sandbox};
+pub use sandbox::{OutputBudget, RunEvent, RunRequest, Sandbox};
 pub use tokio_util::sync::CancellationToken;

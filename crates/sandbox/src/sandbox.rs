@@ -25,6 +25,48 @@ pub struct RunRequest {
     /// Every byte under the limit is sent as [`RunEvent::Output`] either way, so a caller that
     /// stores the events itself (the worker, to the blob store) keeps only a preview in memory.
     pub retain_output: Option<u64>,
+    /// Bytes of output events the receiver may have waiting (see [`OutputBudget`]); `None`:
+    /// no bound (the receiver keeps up, or holds the whole output anyway).
+    pub output_budget: Option<OutputBudget>,
+}
+
+/// How many bytes of [`RunEvent::Output`] may be on their way to the receiver before it has
+/// stored them. The engine takes budget before it reads a pipe and the receiver gives back
+/// each chunk's bytes once stored ([`OutputBudget::release`]): a program that writes faster
+/// than its output is stored then waits on its pipe, as on a slow terminal, instead of the
+/// output piling up in memory. The wall-time limit and cancellation still end it meanwhile.
+#[derive(Clone, Debug)]
+pub struct OutputBudget(Arc<tokio::sync::Semaphore>);
+
+impl OutputBudget {
+    pub fn new(bytes: usize) -> OutputBudget {
+        OutputBudget(Arc::new(tokio::sync::Semaphore::new(bytes)))
+    }
+
+    /// The receiver stored `bytes` of output events: the sandbox may send that many more.
+    pub fn release(&self, bytes: usize) {
+        self.0.add_permits(bytes);
+    }
+
+    /// The receiver stopped taking output (it gave up on the run): the sandbox reads on
+    /// without waiting for budget.
+    pub fn close(&self) {
+        self.0.close();
+    }
+
+    /// Waits until `bytes` may be sent, and takes them (at once when closed).
+    pub(crate) async fn take(&self, bytes: u32) {
+        if let Ok(permit) = self.0.acquire_many(bytes).await {
+            permit.forget();
+        }
+    }
+
+    /// Bytes taken by [`OutputBudget::take`] and not sent after all.
+    pub(crate) fn unused(&self, bytes: usize) {
+        if bytes > 0 {
+            self.0.add_permits(bytes);
+        }
+    }
 }
 
 /// What a running sandbox reports as it goes.

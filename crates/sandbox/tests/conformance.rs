@@ -73,6 +73,7 @@ impl Fixture for EngineFixture {
             stdin: Vec::new(),
             limits,
             retain_output: None,
+            output_budget: None,
         }
     }
 }

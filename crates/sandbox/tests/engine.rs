@@ -3,8 +3,8 @@
 
 use assay_domain::{LimitPolicy, Limits, OutputStream, Program, ProgramFile, RunResult, RunStatus};
 use assay_sandbox::{
-    CancellationToken, Engine, EngineConfig, Environment, RunEvent, RunRequest, RuntimeChoice,
-    RuntimeKind, SandboxError,
+    CancellationToken, Engine, EngineConfig, Environment, OutputBudget, RunEvent, RunRequest,
+    RuntimeChoice, RuntimeKind, SandboxError,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -48,6 +48,7 @@ fn req(code: &str) -> RunRequest {
         stdin: vec![],
         limits: limits(),
         retain_output: None,
+        output_budget: None,
     }
 }
 
@@ -209,6 +210,57 @@ async fn output_streams_live_and_cancellation_kills_at_once() {
             r.wall_ms < 30_000,
             "{kind}: cancellation did not wait for the program"
         );
+        assert_clean(&e);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_receiver_holds_the_program_back_within_its_budget_and_loses_nothing() {
+    const BUDGET: usize = 256 * 1024;
+    const TOTAL: usize = 4 << 20;
+    // 4 MiB in 4 KiB writes, each retried until whole (gVisor may write short).
+    let code = "import os\nb = b'x' * 4096\nfor _ in range(1024):\n    v = memoryview(b)\n    while v:\n        v = v[os.write(1, v):]\n";
+    for kind in runtimes() {
+        let t = tempfile::tempdir().unwrap();
+        let e = engine(kind, t.path()).await;
+        let budget = OutputBudget::new(BUDGET);
+        let mut r = req(code);
+        r.limits.output_bytes = 8 << 20;
+        r.retain_output = Some(0);
+        r.output_budget = Some(budget.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // The receiver stores nothing for 20 ms at a time, then gives back all it received: a
+        // program unbounded by the budget would be megabytes ahead by then.
+        let receiver = async {
+            let (mut got, mut held, mut most_held) = (0usize, 0usize, 0usize);
+            let mut store = tokio::time::interval(std::time::Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(RunEvent::Output { data, .. }) => {
+                            got += data.len();
+                            held += data.len();
+                            most_held = most_held.max(held);
+                        }
+                        Some(RunEvent::Started { .. }) => {}
+                        None => return (got, most_held),
+                    },
+                    _ = store.tick() => {
+                        budget.release(held);
+                        held = 0;
+                    }
+                }
+            }
+        };
+        let (result, (got, most_held)) =
+            tokio::join!(e.run(r, Some(tx), CancellationToken::new()), receiver);
+        assert_eq!(result.status, RunStatus::Succeeded, "{kind}: {result:?}");
+        assert_eq!(got, TOTAL, "{kind}: every byte arrived");
+        assert!(
+            most_held <= BUDGET,
+            "{kind}: {most_held} bytes waited for the receiver, over the budget of {BUDGET}"
+        );
+        assert!(result.stdout.is_empty(), "{kind}: nothing retained");
         assert_clean(&e);
     }
 }

@@ -1594,6 +1594,7 @@ async fn run_once(
         stdin: vec![],
         limits,
         retain_output: None,
+        output_budget: None,
     };
     // While the run goes on: its id and runtime PID, and, once the program has written
     // something (so it certainly runs), the runtime process's tree of descendants.

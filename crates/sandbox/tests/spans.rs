@@ -84,6 +84,7 @@ fn a_run_is_traced_by_phase() {
                 stdin: Vec::new(),
                 limits: LimitPolicy::default().defaults,
                 retain_output: None,
+                output_budget: None,
             };
             (
                 e.runtime(),

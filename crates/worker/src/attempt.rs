@@ -2,11 +2,11 @@
 //! log and heartbeats keep the lease, then finish it (or hand it back, or drop it when the
 //! lease was lost). Every write presents the attempt's lease token.
 
-use crate::output::{Forwarded, Outputs, PREVIEW_BYTES, Spill, forward};
+use crate::output::{Forwarded, OUTPUT_BUDGET_BYTES, Outputs, PREVIEW_BYTES, Spill, forward};
 use crate::parts::Parts;
 use crate::retry::{lease_lost, retrying};
 use assay_domain::{RunResult, RunStatus};
-use assay_sandbox::{CancellationToken, RunRequest};
+use assay_sandbox::{CancellationToken, OutputBudget, RunRequest};
 use assay_store::{Claim, RunRecord, now_millis};
 use tokio::sync::mpsc;
 
@@ -25,6 +25,7 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
     let id = claim.evaluation.id.clone();
     let token = claim.token.clone();
     tracing::debug!("attempt started");
+    let budget = OutputBudget::new(OUTPUT_BUDGET_BYTES);
     let request = match claim.input.program() {
         Ok(program) => RunRequest {
             program,
@@ -34,6 +35,7 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
             limits: claim.evaluation.limits,
             // With a blob store the output is kept there; the result keeps the preview.
             retain_output: parts.blobs.is_some().then_some(PREVIEW_BYTES as u64),
+            output_budget: Some(budget.clone()),
         },
         Err(e) => {
             // Stored programs were validated on submission; this is a platform fault.
@@ -60,6 +62,7 @@ pub(crate) async fn run(parts: &Parts, claim: Claim, shutdown: &CancellationToke
             token.clone(),
             spill,
             rx,
+            budget,
         );
         let signals = signals.clone();
         tokio::spawn(async move {

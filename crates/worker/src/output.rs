@@ -5,7 +5,7 @@
 use crate::retry::{lease_lost, retrying};
 use assay_blob::{BlobError, BlobWriter, Blobs};
 use assay_domain::OutputStream;
-use assay_sandbox::RunEvent;
+use assay_sandbox::{OutputBudget, RunEvent};
 use assay_store::bus::LocalBus;
 use assay_store::{BlobRef, Store, now_millis};
 use std::sync::Arc;
@@ -13,6 +13,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Output chunks already waiting are merged into one event up to this size.
 pub const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Output a run may have waiting between its sandbox and the stores (its [`OutputBudget`]):
+/// beyond it, the program waits on its pipe until its output is stored, so a worker holds at
+/// most this (plus the blob writer's parts) whatever the program writes.
+pub const OUTPUT_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bytes of each stream that go to the event log (live, and the evaluation's inline preview)
 /// when the whole stream goes to the blob store.
@@ -145,7 +150,25 @@ pub async fn forward(
     id: String,
     token: String,
     spill: Option<Spill>,
+    rx: UnboundedReceiver<RunEvent>,
+    budget: OutputBudget,
+) -> Forwarded {
+    let forwarded = forward_all(store, bus, id, token, spill, rx, &budget).await;
+    if !matches!(forwarded, Forwarded::All(_)) {
+        // Nothing takes the run's output any more: its sandbox must not wait for budget.
+        budget.close();
+    }
+    forwarded
+}
+
+async fn forward_all(
+    store: Arc<dyn Store>,
+    bus: LocalBus,
+    id: String,
+    token: String,
+    spill: Option<Spill>,
     mut rx: UnboundedReceiver<RunEvent>,
+    budget: &OutputBudget,
 ) -> Forwarded {
     let mut sinks = [Sink::default(), Sink::default()];
     let mut held: Option<RunEvent> = None;
@@ -189,15 +212,17 @@ pub async fn forward(
             Ok(text) => text,
             Err(e) => return Forwarded::BlobFailed(e.to_string()),
         };
-        if text.is_empty() {
-            continue;
+        if !text.is_empty() {
+            match append(stream, text).await {
+                Ok(_) => bus.publish_events(&id),
+                Err(e) if lease_lost(&e) => return Forwarded::LeaseLost,
+                // The run goes on; what could not be stored is missing from the log (and said
+                // so).
+                Err(e) => tracing::error!(evaluation = %id, error = %e, "could not store output"),
+            }
         }
-        match append(stream, text).await {
-            Ok(_) => bus.publish_events(&id),
-            Err(e) if lease_lost(&e) => return Forwarded::LeaseLost,
-            // The run goes on; what could not be stored is missing from the log (and said so).
-            Err(e) => tracing::error!(evaluation = %id, error = %e, "could not store output"),
-        }
+        // Stored: the sandbox may send as much again.
+        budget.release(data.len());
     }
     let mut outputs = Outputs::default();
     for stream in [OutputStream::Stdout, OutputStream::Stderr] {

@@ -51,6 +51,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         stdin,
         limits,
         retain_output: None,
+        output_budget: None,
     };
     let cancel = CancellationToken::new();
     let ctrl_c = cancel.clone();

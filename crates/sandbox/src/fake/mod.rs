@@ -105,6 +105,7 @@ impl ScriptedSandbox {
             stdin: Vec::new(),
             limits: LimitPolicy::default().defaults,
             retain_output: None,
+            output_budget: None,
         }
     }
 
