@@ -51,6 +51,47 @@ pub enum EnvironmentError {
 
 const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// What the `python` environment runs before the program (`python3 -c PRELUDE ENTRYPOINT
+/// ARGS...`): unbuffered stdout and stderr (as `-u`) whose writes are always whole. gVisor
+/// answers a write into a full pipe with a short count, and Python's unbuffered streams drop
+/// the rest silently (`print('x' * 200_000)` kept 64 KiB); these loop until every byte is
+/// written. Then the program runs as `python3 ENTRYPOINT` would run it: `__main__`, its own
+/// `sys.argv`, its directory first on `sys.path`, and tracebacks that start in its own code.
+const PYTHON_PRELUDE: &str = r#"import io, os, sys
+class _Whole(io.RawIOBase):
+    def __init__(self, fd):
+        self._fd = fd
+    def writable(self):
+        return True
+    def fileno(self):
+        return self._fd
+    def write(self, b):
+        v = memoryview(b).cast("B")
+        n = len(v)
+        while v:
+            v = v[os.write(self._fd, v):]
+        return n
+for _name, _fd in (("stdout", 1), ("stderr", 2)):
+    _old = getattr(sys, _name)
+    setattr(sys, _name, io.TextIOWrapper(_Whole(_fd), encoding=_old.encoding, errors=_old.errors, write_through=True))
+del _name, _fd, _old
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])
+import runpy
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    raise
+except BaseException as _e:
+    import traceback
+    _tb = _e.__traceback__
+    while _tb is not None and _tb.tb_frame.f_code.co_filename != sys.argv[0]:
+        _tb = _tb.tb_next
+    traceback.print_exception(type(_e), _e, _tb or _e.__traceback__)
+    sys.stderr.flush()
+    sys.exit(1)
+"#;
+
 impl Environment {
     /// The default environment: the host's Python 3, read-only.
     pub fn python() -> Environment {
@@ -65,7 +106,11 @@ impl Environment {
                 "sbin".into(),
             ]),
             generated_etc: true,
-            command: vec!["/usr/bin/python3".into()],
+            command: vec![
+                "/usr/bin/python3".into(),
+                "-c".into(),
+                PYTHON_PRELUDE.into(),
+            ],
             env: vec![
                 ("PATH".into(), BASE_PATH.into()),
                 ("HOME".into(), "/tmp".into()),

@@ -266,6 +266,49 @@ async fn a_slow_receiver_holds_the_program_back_within_its_budget_and_loses_noth
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn large_writes_arrive_whole_and_tracebacks_start_in_the_program() {
+    // gVisor answers a write into a full pipe with a short count; Python's unbuffered streams
+    // used to drop the rest (200,001 bytes printed, 65,537 kept).
+    let code = "import sys\nprint('x' * 200000)\nsys.stdout.buffer.write(b'y' * (1 << 20))\n\
+                print(sys.argv[1:], __name__, file=sys.stderr)\n";
+    for kind in runtimes() {
+        let t = tempfile::tempdir().unwrap();
+        let e = engine(kind, t.path()).await;
+        let mut r = req(code);
+        r.limits.output_bytes = 4 << 20;
+        r.args = vec!["a".into()];
+        let result = run(&e, r).await;
+        assert_eq!(result.status, RunStatus::Succeeded, "{kind}: {result:?}");
+        assert_eq!(
+            result.stdout.len(),
+            200_001 + (1 << 20),
+            "{kind}: every byte of two large writes"
+        );
+        assert_eq!(result.stderr, "['a'] __main__\n", "{kind}");
+
+        let failing = run(&e, req("def f():\n    raise ValueError('boom')\nf()\n")).await;
+        assert_eq!(
+            (failing.status, failing.exit_code),
+            (RunStatus::Failed, Some(1)),
+            "{kind}: {failing:?}"
+        );
+        assert!(
+            failing
+                .stderr
+                .starts_with("Traceback (most recent call last):\n  File \"/code/main.py\""),
+            "{kind}: the traceback starts in the program: {}",
+            failing.stderr
+        );
+        assert!(
+            !failing.stderr.contains("runpy") && failing.stderr.ends_with("ValueError: boom\n"),
+            "{kind}: {}",
+            failing.stderr
+        );
+        assert_clean(&e);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wall_and_cpu_time_limits() {
     for kind in runtimes() {
         let t = tempfile::tempdir().unwrap();

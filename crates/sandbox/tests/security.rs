@@ -194,14 +194,13 @@ fn cases() -> Vec<Case> {
                     "processes visible: {seen:?}, expected only init and self {want:?}"
                 ));
             }
-            e.eq(
-                "/procs/1",
-                json!(["/.assay/init", "--", "/usr/bin/python3", "/code/main.py"]),
-            );
-            e.eq(
-                &format!("/procs/{pid}"),
-                json!(["/usr/bin/python3", "/code/main.py"]),
-            );
+            // The environment's command (python3 -c PRELUDE), then the program.
+            let mut program = assay_sandbox::Environment::python().command;
+            program.push("/code/main.py".into());
+            let mut init = vec!["/.assay/init".to_string(), "--".into()];
+            init.extend(program.iter().cloned());
+            e.eq("/procs/1", json!(init));
+            e.eq(&format!("/procs/{pid}"), json!(program));
             // The init's environ is the sandbox's own (never the host PID 1's), or unreadable.
             match &v["init_environ"] {
                 Value::Number(_) => e.errno("/init_environ", &[EACCES, EPERM]),

@@ -59,15 +59,30 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("temp_store", "memory")
             .statement_cache_capacity(STATEMENT_CACHE);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
+        // Several processes opening a new file at once race to switch it to WAL, and SQLite
+        // answers that switch with SQLITE_BUSY without waiting for `busy_timeout`: the loser
+        // tries again (briefly, with backoff) instead of failing to start.
+        let mut wait = Duration::from_millis(10);
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let writer = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+                .await
+                .map_err(db);
+            match opened {
+                Ok(writer) => break writer,
+                Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
