@@ -267,12 +267,13 @@ pub(crate) async fn get(store: &SqliteStore, id: &str) -> Result<Option<Evaluati
         .map(|(_, e)| e))
 }
 
-/// The seq of the last `queued` or `running` status event: output after it is the current (or
-/// last) attempt's (`Store::output`), output before it an earlier attempt's.
+/// A one-row table `a` whose `start` is the seq of the last `queued` or `running` status event
+/// of the evaluation bound to its `?`: output after it is the current (or last) attempt's
+/// (`Store::output`), output before it an earlier attempt's. Computed once per statement.
 macro_rules! attempt_start {
     () => {
-        "(SELECT coalesce(max(s.seq), 0) FROM events s WHERE s.evaluation_id = e.id \
-          AND s.kind = 'status' AND json_extract(s.data, '$.status') IN ('queued', 'running'))"
+        "(SELECT coalesce(max(s.seq), 0) AS start FROM events s WHERE s.evaluation_id = ? \
+          AND s.kind = 'status' AND json_extract(s.data, '$.status') IN ('queued', 'running')) a"
     };
 }
 
@@ -286,17 +287,16 @@ pub(crate) async fn get_with_output(
         "SELECT ",
         evaluation_cols!(),
         ", (SELECT group_concat(v.data, '' ORDER BY v.seq) FROM events v \
-             WHERE v.evaluation_id = e.id AND v.kind = ? AND v.seq > ",
-        attempt_start!(),
-        ") AS out_stdout, \
+             WHERE v.evaluation_id = e.id AND v.kind = ? AND v.seq > a.start) AS out_stdout, \
            (SELECT group_concat(v.data, '' ORDER BY v.seq) FROM events v \
-             WHERE v.evaluation_id = e.id AND v.kind = ? AND v.seq > ",
+             WHERE v.evaluation_id = e.id AND v.kind = ? AND v.seq > a.start) AS out_stderr \
+         FROM evaluations e, ",
         attempt_start!(),
-        ") AS out_stderr \
-         FROM evaluations e WHERE e.id = ?"
+        " WHERE e.id = ?"
     ))
     .bind(EventKind::Stdout.as_str())
     .bind(EventKind::Stderr.as_str())
+    .bind(id)
     .bind(id)
     .fetch_optional(&store.reader)
     .await
@@ -430,11 +430,12 @@ pub(crate) async fn events(
 pub(crate) async fn output(store: &SqliteStore, id: &str) -> Result<Output> {
     // One statement: no row means no such evaluation; a row without an event, no output yet.
     let found = sqlx::query(concat!(
-        "SELECT v.kind, v.data FROM evaluations e \
-             LEFT JOIN events v ON v.evaluation_id = e.id AND v.kind IN (?, ?) AND v.seq > ",
+        "SELECT v.kind, v.data FROM evaluations e CROSS JOIN ",
         attempt_start!(),
-        " WHERE e.id = ? ORDER BY v.seq"
+        " LEFT JOIN events v ON v.evaluation_id = e.id AND v.kind IN (?, ?) \
+             AND v.seq > a.start WHERE e.id = ? ORDER BY v.seq"
     ))
+    .bind(id)
     .bind(EventKind::Stdout.as_str())
     .bind(EventKind::Stderr.as_str())
     .bind(id)
