@@ -94,14 +94,7 @@ enum Cleanup {
 
 /// `url` with its database replaced by `db`.
 fn with_database(url: &str, db: &str) -> Result<String> {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base.rsplit_once('/').context("a URL ending in /DATABASE")?;
-    Ok(match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    })
+    assay_store_postgres::url_with_database(url, db).context("a URL ending in /DATABASE")
 }
 
 async fn open(url: &str) -> Result<Bench> {

@@ -33,12 +33,21 @@ struct Inner {
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, bus: LocalBus, config: ServiceConfig) -> Service {
+        Service::build(store, bus, config, None)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        bus: LocalBus,
+        config: ServiceConfig,
+        blobs: Option<Blobs>,
+    ) -> Service {
         Service {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 config,
-                blobs: None,
+                blobs,
             }),
         }
     }
@@ -50,14 +59,7 @@ impl Service {
         config: ServiceConfig,
         blobs: Blobs,
     ) -> Service {
-        Service {
-            inner: Arc::new(Inner {
-                store,
-                bus,
-                config,
-                blobs: Some(blobs),
-            }),
-        }
+        Service::build(store, bus, config, Some(blobs))
     }
 
     pub(crate) fn blobs(&self) -> Option<&Blobs> {

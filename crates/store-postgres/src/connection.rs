@@ -198,3 +198,17 @@ impl PgStore {
         self.pool.begin().await.map_err(db)
     }
 }
+
+/// `url` (`postgres://…/DB[?…]`) naming database `db` instead, its query string kept; `None`
+/// if `url` does not end in `/DATABASE`. For tools that make a database beside another
+/// (benchmarks, tests).
+pub fn url_with_database(url: &str, db: &str) -> Option<String> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/')?;
+    Some(match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    })
+}

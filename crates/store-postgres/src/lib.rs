@@ -49,6 +49,6 @@ mod transfer;
 mod transition;
 mod workers;
 
-pub use connection::{Clock, PgOptions, PgStore};
+pub use connection::{Clock, PgOptions, PgStore, url_with_database};
 pub use listen::{EVENTS_CHANNEL, QUEUE_CHANNEL};
 pub use migrate::migration_versions;

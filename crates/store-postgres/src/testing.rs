@@ -13,14 +13,7 @@ pub fn server_url() -> String {
 
 /// `url` with its database replaced by `db` (its query string kept).
 pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
+    crate::url_with_database(url, db).expect("a URL ending in /DATABASE")
 }
 
 /// A connection to the server's maintenance database; panics with how to get one.
